@@ -1,13 +1,21 @@
 """vjepa_fast: fast V-JEPA 2 and V-JEPA 2-AC in PyTorch.
 
-Submodules are imported lazily so that `import vjepa_fast` stays cheap and the compiled extension
-(`vjepa_fast._C`) is only loaded by code that needs a fused op.
+`import vjepa_fast` loads the compiled extension, which registers the ops under `torch.ops.vjepa_fast`;
+the Python submodules are imported lazily. A source tree without a built extension still imports (the
+pure-PyTorch models work); `vjepa_fast.ops` then raises an ImportError that says how to build it.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+import torch  # noqa: F401  (libtorch must be loaded before the extension)
+
+try:
+    from vjepa_fast import _C  # noqa: F401
+except ImportError:
+    _C = None
 
 __version__ = "0.1.0"
 

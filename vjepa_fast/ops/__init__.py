@@ -1,0 +1,11 @@
+"""Public op API of vjepa_fast and the dispatch between the compiled, Triton and reference backends.
+
+Importing this module loads the compiled extension `vjepa_fast._C`, whose static initialisers register
+the ops under `torch.ops.vjepa_fast` (C++ CPU and, when built with CUDA, CUDA kernels), and registers
+their fake kernels so they trace under torch.compile(fullgraph=True) and FakeTensorMode.
+"""
+
+from vjepa_fast.ops._extension import cuda_built
+from vjepa_fast.ops.ema import EMA_BACKENDS, ema_update_
+
+__all__ = ["EMA_BACKENDS", "cuda_built", "ema_update_"]
