@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Compiles and links the extension with its CUDA kernels on a machine without a GPU: the .cu files are
+# built by nvcc against a CUDA build of torch (torch 2.14.1+cu130, on local disk here) in ./.venv-cuda.
+# Nothing is installed into the project's .venv; the build goes to build/cuda-check.
+#   NVCC=/usr/local/cuda/bin/nvcc  VJEPA_FAST_CUDA_ARCHS=90
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+if [ ! -x "$NVCC" ]; then
+  echo "cuda_compile_check: nvcc not found (set NVCC=/path/to/nvcc)" >&2
+  exit 1
+fi
+VENV=.venv-cuda
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q torch==2.14.1 scikit-build-core pybind11 "cmake>=3.26" ninja numpy 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -c "import torch; assert torch.version.cuda, 'need a CUDA build of torch'; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
+BUILD=build/cuda-check
+rm -rf "$BUILD"
+"$VENV/bin/cmake" -S . -B "$BUILD" -G Ninja \
+  -DPython_EXECUTABLE="$PWD/$VENV/bin/python" \
+  -DCMAKE_CUDA_COMPILER="$NVCC" \
+  -DVJEPA_FAST_CUDA=ON -DVJEPA_FAST_CUDA_ARCHS="${VJEPA_FAST_CUDA_ARCHS:-90}"
+"$VENV/bin/cmake" --build "$BUILD" -j "$(nproc)"
+so=$(ls "$BUILD"/_C*.so)
+# The built module must carry the CUDA kernels (symbols of the .cu translation units).
+# (grep reads all of nm's output: with pipefail, grep -q would SIGPIPE nm and fail the pipeline.)
+symbols=$(nm -C "$so")
+grep -q "ema_multi_tensor_kernel" <<<"$symbols" && grep -q "vjepa_fast::ema_update_cuda" <<<"$symbols" || { echo "cuda_compile_check: CUDA kernels missing from $so" >&2; exit 1; }
+echo "cuda_compile_check: OK ($so)"
