@@ -212,7 +212,8 @@ def test_official_fixture_structure(fixtures_dir: Path) -> None:
     assert grid == (2, 4, 4)
     tp, hp, wp = grid
     n = tp * hp * wp
-    assert torch.equal(io["masks_x"], io["train_masks_enc"][0]) and torch.equal(io["masks_y"], io["train_masks_pred"][0])
+    assert torch.equal(io["masks_x"], io["train_masks_enc"][0])
+    assert torch.equal(io["masks_y"], io["train_masks_pred"][0])
 
     cfgs = default_mask_configs()
     ars = torch.linspace(0.75, 1.5, 301).tolist()

@@ -13,7 +13,13 @@ from torch.utils.data import DataLoader
 
 av = pytest.importorskip("av")
 
-from vjepa_fast.data.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, ClipAugment, sample_resized_crop  # noqa: E402
+from vjepa_fast.data.augment import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+    ClipAugment,
+    sample_resized_crop,
+)
 from vjepa_fast.data.video import (  # noqa: E402
     SKIP_REASONS,
     ClipSkipped,
@@ -120,6 +126,26 @@ def test_decode_seeks_in_long_video(media: dict[str, Path]) -> None:
     assert idx[0] == (120 - 17) // 2 and [_frame_index(f) for f in frames] == idx
 
 
+@pytest.mark.parametrize("codec, ext", [("libvpx-vp9", "webm"), ("mjpeg", "avi")])
+def test_decode_other_containers(codec: str, ext: str, tmp_path: Path) -> None:
+    """webm has no frame count in its header (length from the duration); avi/mjpeg has only keyframes."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"FFmpeg build without {codec}")
+    path = tmp_path / f"v.{ext}"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = 64, 80, "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        for i in range(100):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(_frame(i, 80, 64), format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    for seed in range(3):
+        frames, idx = decode_clip(str(path), 6, 5, torch.Generator().manual_seed(seed))
+        assert [b - a for a, b in zip(idx, idx[1:])] == [5] * 5  # 25 fps -> 5 fps
+        assert [_frame_index(f) for f in frames] == idx
+
+
 def test_short_video_padding_and_skips(media: dict[str, Path]) -> None:
     # 6 frames, step 3: frames 0 and 3 are real (2 >= 0.5 * 4), then the last is repeated
     frames, idx = decode_clip(str(media["short"]), 4, 10)
@@ -167,7 +193,8 @@ def test_augment_shapes_normalisation_and_consistent_flip() -> None:
         assert bool((slope > 0).all()) or bool((slope < 0).all()), seed
         flips.append(bool(slope[0] < 0))
         # same crop box on every frame: frame f differs from frame 0 only by the added constant
-        torch.testing.assert_close(out[0, 3] - out[0, 0], torch.full((16, 16), 15 / 255 / IMAGENET_STD[0]), atol=1e-3, rtol=0)
+        step = torch.full((16, 16), 15 / 255 / IMAGENET_STD[0])
+        torch.testing.assert_close(out[0, 3] - out[0, 0], step, atol=1e-3, rtol=0)
     assert 8 < sum(flips) < 32
 
 
@@ -186,7 +213,8 @@ def test_resized_crop_params() -> None:
 def test_manifest_json_csv_and_listfile(media: dict[str, Path], tmp_path: Path) -> None:
     lst = tmp_path / "list.txt"
     lst.write_text(f"{media['a']}\n# comment\n\n{media['short']} 7\n")
-    (tmp_path / "m.json").write_text(json.dumps({"sources": [{"path": str(media["good"]), "weight": 3}, [lst.name, 1]]}))
+    sources = [{"path": str(media["good"]), "weight": 3}, [lst.name, 1]]
+    (tmp_path / "m.json").write_text(json.dumps({"sources": sources}))
     (tmp_path / "m.csv").write_text(f"path,weight\n{media['good']},0.75\nlist.txt,0.25\n")
     for name, weights in (("m.json", [3.0, 1.0]), ("m.csv", [0.75, 0.25])):
         specs = load_manifest(tmp_path / name)

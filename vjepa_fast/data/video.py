@@ -559,7 +559,9 @@ class WeightedMixtureSampler(Sampler):
         self._plan: tuple[int, torch.Tensor] | None = None
 
     @classmethod
-    def for_dataset(cls, dataset: VideoClipDataset, num_samples: int | None = None, **kwargs: Any) -> WeightedMixtureSampler:
+    def for_dataset(
+        cls, dataset: VideoClipDataset, num_samples: int | None = None, **kwargs: Any
+    ) -> WeightedMixtureSampler:
         """Sampler over ``dataset``'s sources and weights; num_samples defaults to len(dataset)."""
         return cls(dataset.source_sizes, dataset.weights, num_samples or len(dataset), **kwargs)
 
