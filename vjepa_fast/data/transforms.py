@@ -86,7 +86,7 @@ def preprocess_video(video: torch.Tensor, crop_size: int = 256) -> torch.Tensor:
 def preprocess_frames(frames: Union[np.ndarray, torch.Tensor], crop_size: int = 256) -> torch.Tensor:
     """Camera frames, channels last: [H, W, 3] or [T, H, W, 3] uint8 RGB (numpy or torch).
 
-    Returns [3, H', W'] for one frame or the clip [3, T, crop, crop] (float32, normalised).
+    Returns [3, crop, crop] for one frame or the clip [3, T, crop, crop] (float32, normalised).
     """
     x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
     if not isinstance(x, torch.Tensor):

@@ -1,7 +1,7 @@
 """V-JEPA 2 networks with exact parity to Meta's reference: encoder, masked predictor, AC predictor."""
 
 from vjepa_fast.models.ac_predictor import ACKVCache, ActionConditionedPredictor
-from vjepa_fast.models.attention import attention, available_attention_impls, register_attention_impl
+from vjepa_fast.models.attention import available_attention_impls, register_attention_impl
 from vjepa_fast.models.config import ACPredictorConfig, EncoderConfig, PredictorConfig
 from vjepa_fast.models.encoder import VideoEncoder
 from vjepa_fast.models.predictor import MaskedPredictor
@@ -16,7 +16,6 @@ __all__ = [
     "PredictorConfig",
     "VideoEncoder",
     "apply_rope",
-    "attention",
     "available_attention_impls",
     "grid_positions",
     "grid_rope_tables",
