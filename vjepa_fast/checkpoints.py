@@ -91,14 +91,20 @@ def _torch_load(path: PathLike, map_location: Any) -> Any:
         # Legacy (non-zip) files cannot be memory-mapped; retry plainly so real errors surface.
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        text = f"{first}\n{exc}"
-        if "Weights only load failed" in text or "weights_only" in text:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln), None)
+        if detail is not None:
             raise CheckpointError(
-                f"{p}: refused by torch.load(weights_only=True): the pickle holds objects other than tensors "
-                f"and plain containers (possibly code), so it is not loaded ({_first_line(exc)})"
+                f"{p}: refused by torch.load(weights_only=True): the pickle references code or classes "
+                f"other than tensors and plain containers, so it is not loaded ({detail})"
             ) from exc
+        if "Weights only load failed" in str(exc):
+            detail = next((ln for ln in lines if ln.startswith("Unsupported")), lines[0] if lines else "")
+            reason = f"unreadable pickle: {detail}"
+        else:
+            reason = _first_line(exc)
         raise CheckpointError(
-            f"{p}: not a readable PyTorch checkpoint (corrupt, truncated or another format): {_first_line(exc)}"
+            f"{p}: not a readable PyTorch checkpoint (corrupt, truncated or another format): {reason}"
         ) from exc
 
 
