@@ -75,7 +75,9 @@ def test_wrong_preset_and_kind(fixtures_dir):
     with pytest.raises(CheckpointError, match="must be a PredictorConfig"):
         load_official(path, encoder_config=EncoderConfig.tiny(), predictor_config=ACPredictorConfig.tiny())
     with pytest.raises(CheckpointError, match="num_mask_tokens=8 but the file has 10"):
-        load_official(path, encoder_config=EncoderConfig.tiny(), predictor_config=PredictorConfig.tiny(num_mask_tokens=8))
+        load_official(
+            path, encoder_config=EncoderConfig.tiny(), predictor_config=PredictorConfig.tiny(num_mask_tokens=8)
+        )
     with pytest.raises(ValueError, match="encoder_key"):
         load_official(path, encoder_key="ema", **TINY)
 
@@ -107,7 +109,8 @@ def test_bad_files(tmp_path, fixtures_dir):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         load_official(tmp_path / "nope.pt")
 
-    rnd = _bad(tmp_path, "random.pt", torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).to(torch.uint8).numpy().tobytes())
+    noise = torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    rnd = _bad(tmp_path, "random.pt", noise.numpy().tobytes())
     with pytest.raises(CheckpointError, match="random.pt: not a readable PyTorch checkpoint"):
         load_official(rnd)
 
@@ -141,7 +144,8 @@ def test_wrong_shapes_and_keys(tmp_path, fixtures_dir):
     enc["module.backbone.blocks.1.mlp.fc2.bias"] = torch.zeros(95)
     path = tmp_path / "shapes.pt"
     torch.save({"target_encoder": enc}, path)
-    with pytest.raises(CheckpointError, match=r"shapes.pt.*wrong shapes \[blocks.1.mlp.fc2.bias: file \(95,\) vs model \(96,\)\]"):
+    expected = r"shapes.pt.*wrong shapes \[blocks.1.mlp.fc2.bias: file \(95,\) vs model \(96,\)\]"
+    with pytest.raises(CheckpointError, match=expected):
         load_official(path, encoder_config=EncoderConfig.tiny())
 
     enc = dict(ckpt["target_encoder"])
@@ -155,8 +159,9 @@ def test_wrong_shapes_and_keys(tmp_path, fixtures_dir):
 # ------------------------------------------------------------------------------ real-size inference
 
 
-@pytest.mark.parametrize("name,preset", [("vit_large", "vit_large"), ("vit_huge", "vit_huge"), ("vit_giant", "vit_giant")])
-def test_infer_real_sizes(fixtures_dir, name, preset):
+@pytest.mark.parametrize("name", ["vit_large", "vit_huge", "vit_giant"])
+def test_infer_real_sizes(fixtures_dir, name):
+    preset = name
     enc_sd = _meta_state_dict(fixtures_dir, f"vjepa2_{name}.encoder")
     enc_cfg = infer_encoder_config(enc_sd)
     assert enc_cfg == getattr(EncoderConfig, preset)()

@@ -175,7 +175,8 @@ def test_ac_kv_cache_matches_full(official_ac, ac_io):
     parts = [pred(ac_io["x"][:, :n], ac_io["actions"][:, :1], ac_io["states"][:, :1], cache=cache)]
     for t in range(1, 4):
         sl = slice(t * n, (t + 1) * n)
-        parts.append(pred(ac_io["x"][:, sl], ac_io["actions"][:, t : t + 1], ac_io["states"][:, t : t + 1], cache=cache))
+        step = slice(t, t + 1)
+        parts.append(pred(ac_io["x"][:, sl], ac_io["actions"][:, step], ac_io["states"][:, step], cache=cache))
     assert cache.num_steps == 4
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
     # One context, several continuations (what a CEM rollout does).

@@ -246,7 +246,9 @@ def infer_predictor_config(
             )
         _check_given(given, found, source, "predictor_config")
         if int(given.predictor_embed_dim * given.mlp_ratio) != hidden:
-            raise CheckpointError(f"{source}: predictor_config gives MLP ratio {given.mlp_ratio}, the file has hidden {hidden}")
+            raise CheckpointError(
+                f"{source}: predictor_config gives MLP ratio {given.mlp_ratio}, the file has hidden {hidden}"
+            )
         return given.replace(attn_impl=attn_impl) if attn_impl != given.attn_impl else given
     heads = (_KNOWN_AC_HEADS if is_ac else _KNOWN_PREDICTOR_HEADS).get(dim)
     if heads is None or encoder.embed_dim not in _KNOWN_ENCODERS:
@@ -310,7 +312,9 @@ def _build_models(
         return OfficialModels(encoder, None, "encoder")
     pred_cfg = infer_predictor_config(pred_sd, enc_cfg, given=predictor_config, attn_impl=attn_impl, source=pred_source)
     if pred_cfg.embed_dim != enc_cfg.embed_dim:
-        raise CheckpointError(f"{pred_source}: predictor width {pred_cfg.embed_dim} != encoder width {enc_cfg.embed_dim}")
+        raise CheckpointError(
+            f"{pred_source}: predictor width {pred_cfg.embed_dim} != encoder width {enc_cfg.embed_dim}"
+        )
     if isinstance(pred_cfg, ACPredictorConfig):
         return OfficialModels(encoder, _build(ActionConditionedPredictor, pred_cfg, pred_sd, pred_source), "ac")
     return OfficialModels(encoder, _build(MaskedPredictor, pred_cfg, pred_sd, pred_source), "masked")
@@ -378,7 +382,9 @@ _HF_BLOCK = {
 }
 
 
-def _block_to_hf(prefix_ours: str, prefix_hf: str, sd: Mapping[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
+def _block_to_hf(
+    prefix_ours: str, prefix_hf: str, sd: Mapping[str, torch.Tensor], out: dict[str, torch.Tensor]
+) -> None:
     for ours, hf in _HF_BLOCK.items():
         for p in ("weight", "bias"):
             out[f"{prefix_hf}.{hf}.{p}"] = sd[f"{prefix_ours}.{ours}.{p}"]
@@ -419,7 +425,7 @@ def to_hf_state_dict(encoder: VideoEncoder, predictor: MaskedPredictor | None = 
     return {k: v.clone().contiguous() for k, v in out.items()}
 
 
-def _block_from_hf(prefix_hf: str, prefix_ours: str, sd: dict[str, torch.Tensor], out: dict[str, torch.Tensor], source: str) -> None:
+def _block_from_hf(prefix_hf: str, prefix_ours: str, sd: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
     for ours, hf in _HF_BLOCK.items():
         for p in ("weight", "bias"):
             out[f"{prefix_ours}.{ours}.{p}"] = sd.pop(f"{prefix_hf}.{hf}.{p}")
@@ -449,7 +455,7 @@ def hf_to_ours_state_dicts(
             enc[f"patch_embed.proj.{p}"] = sd.pop(f"encoder.embeddings.patch_embeddings.proj.{p}")
             enc[f"norm.{p}"] = sd.pop(f"encoder.layernorm.{p}")
         for i in range(_count(sd, r"encoder\.layer\.(\d+)\.norm1\.weight")):
-            _block_from_hf(f"encoder.layer.{i}", f"blocks.{i}", sd, enc, source)
+            _block_from_hf(f"encoder.layer.{i}", f"blocks.{i}", sd, enc)
         if any(k.startswith("predictor.") for k in sd):
             tokens = sd.pop("predictor.embeddings.mask_tokens")
             for i in range(tokens.shape[0]):
@@ -459,7 +465,7 @@ def hf_to_ours_state_dicts(
                 pred[f"predictor_norm.{p}"] = sd.pop(f"predictor.layernorm.{p}")
                 pred[f"predictor_proj.{p}"] = sd.pop(f"predictor.proj.{p}")
             for i in range(_count(sd, r"predictor\.layer\.(\d+)\.norm1\.weight")):
-                _block_from_hf(f"predictor.layer.{i}", f"predictor_blocks.{i}", sd, pred, source)
+                _block_from_hf(f"predictor.layer.{i}", f"predictor_blocks.{i}", sd, pred)
     except KeyError as exc:
         raise CheckpointError(f"{source}: missing HF key {exc.args[0]!r}") from exc
     if sd:
@@ -552,7 +558,11 @@ def save_hf(directory: PathLike, encoder: VideoEncoder, predictor: MaskedPredict
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    config = {"model_type": "vjepa2", "architectures": ["VJEPA2Model"], **hf_config_dict(encoder.config, predictor.config)}
+    config = {
+        "model_type": "vjepa2",
+        "architectures": ["VJEPA2Model"],
+        **hf_config_dict(encoder.config, predictor.config),
+    }
     _atomic_write_text(d / "config.json", json.dumps(config, indent=2))
     tmp = d / f".model.safetensors.tmp-{os.getpid()}"
     save_file(to_hf_state_dict(encoder, predictor), str(tmp), metadata={"format": "pt"})
@@ -665,7 +675,9 @@ def _read_safetensors(path: Path, map_location: Any) -> tuple[dict[str, torch.Te
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-        raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated?): {_first_line(exc)}") from exc
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file (corrupt or truncated?): {_first_line(exc)}"
+        ) from exc
     return tensors, metadata
 
 
@@ -701,7 +713,10 @@ def load_safetensors(path: PathLike, *, attn_impl: str | None = None, map_locati
             kind = metadata.get("predictor_kind", "")
             if kind not in ("masked", "ac"):
                 raise CheckpointError(f"{p}: predictor_kind metadata is {kind!r}, expected 'masked' or 'ac'")
-            cls, cfg_cls = (MaskedPredictor, PredictorConfig) if kind == "masked" else (ActionConditionedPredictor, ACPredictorConfig)
+            if kind == "masked":
+                cls, cfg_cls = MaskedPredictor, PredictorConfig
+            else:
+                cls, cfg_cls = ActionConditionedPredictor, ACPredictorConfig
         try:
             cfg = cfg_cls.from_dict(json.loads(raw))
         except (ValueError, TypeError) as exc:

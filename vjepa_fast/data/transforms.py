@@ -88,7 +88,12 @@ def preprocess_frames(frames: Union[np.ndarray, torch.Tensor], crop_size: int = 
 
     Returns [3, crop, crop] for one frame or the clip [3, T, crop, crop] (float32, normalised).
     """
-    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if isinstance(frames, np.ndarray):
+        # Frames from PIL/camera buffers are often read-only; torch wants writable memory (one cheap copy).
+        arr = np.ascontiguousarray(frames)
+        x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    else:
+        x = frames
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"frames must be a numpy array or torch.Tensor, got {type(frames).__name__}")
     if x.dim() not in (3, 4) or x.shape[-1] != 3:

@@ -63,7 +63,9 @@ class ActionConditionedPredictor(nn.Module):
         self.predictor_proj = nn.Linear(dim, config.embed_dim)
         init_weights(self, self.predictor_blocks)
 
-    def rope_tables(self, num_steps: int, start_step: int = 0, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def rope_tables(
+        self, num_steps: int, start_step: int = 0, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin [num_steps*(2+N), hd] (fp32) for steps start_step .. start_step+num_steps-1."""
         cfg = self.config
         n = cfg.tokens_per_frame

@@ -24,7 +24,9 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float) ->
 _IMPLS: dict[str, AttentionFn] = {"sdpa": _sdpa}
 
 
-def register_attention_impl(name: str, fn: AttentionFn | Callable[..., torch.Tensor], *, overwrite: bool = False) -> None:
+def register_attention_impl(
+    name: str, fn: AttentionFn | Callable[..., torch.Tensor], *, overwrite: bool = False
+) -> None:
     """Make `fn` selectable as `attn_impl=name` in every model config."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"attention impl name must be a non-empty str, got {name!r}")
@@ -45,7 +47,9 @@ def check_attention_impl(impl: str) -> None:
         raise ValueError(f"unknown attn_impl {impl!r}; known: {', '.join(available_attention_impls())}")
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, impl: str, scale: float | None = None) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, impl: str, scale: float | None = None
+) -> torch.Tensor:
     """softmax(q k^T * scale) v.
 
     q: [B, H, Nq, hd]; k, v: [B, H, Nk, hd]; scale defaults to hd ** -0.5. Returns [B, H, Nq, hd].

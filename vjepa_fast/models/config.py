@@ -28,19 +28,24 @@ def _as_hw(img_size: int | tuple[int, int] | list[int], name: str) -> tuple[int,
 class _ConfigBase:
     """Shared checks and (de)serialisation of the config dataclasses."""
 
+    # Declared for type checkers; the dataclass subclasses define them as fields.
+    img_size: int | tuple[int, int]
+    patch_size: int
+    tubelet_size: int
+    num_frames: int
+    attn_impl: str
+
     def _check_common(self) -> None:
         name = type(self).__name__
         for field in ("patch_size", "tubelet_size", "num_frames"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}.{field} must be a positive int, got {value!r}")
-        h, w = _as_hw(self.img_size, name)  # type: ignore[attr-defined]
-        if h % self.patch_size or w % self.patch_size:  # type: ignore[attr-defined]
-            raise ValueError(
-                f"{name}.img_size {self.img_size} is not divisible by patch_size {self.patch_size}"  # type: ignore[attr-defined]
-            )
-        if not isinstance(self.attn_impl, str):  # type: ignore[attr-defined]
-            raise TypeError(f"{name}.attn_impl must be a str, got {type(self.attn_impl).__name__}")  # type: ignore[attr-defined]
+        h, w = _as_hw(self.img_size, name)
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"{name}.img_size {self.img_size} is not divisible by patch_size {self.patch_size}")
+        if not isinstance(self.attn_impl, str):
+            raise TypeError(f"{name}.attn_impl must be a str, got {type(self.attn_impl).__name__}")
 
     @staticmethod
     def _check_heads(name: str, width_field: str, width: int, heads: int) -> None:
@@ -54,8 +59,8 @@ class _ConfigBase:
     @property
     def grid_hw(self) -> tuple[int, int]:
         """(Hp, Wp): the token grid of one tubelet at the configured image size."""
-        h, w = _as_hw(self.img_size, type(self).__name__)  # type: ignore[attr-defined]
-        return (h // self.patch_size, w // self.patch_size)  # type: ignore[attr-defined]
+        h, w = _as_hw(self.img_size, type(self).__name__)
+        return (h // self.patch_size, w // self.patch_size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""

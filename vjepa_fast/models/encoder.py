@@ -109,7 +109,9 @@ class VideoEncoder(nn.Module):
         if out_layers is not None:
             layers = sorted({i % cfg.depth for i in out_layers if -cfg.depth <= i < cfg.depth})
             if len(layers) != len(set(out_layers)):
-                raise ValueError(f"out_layers {list(out_layers)} must be distinct block indices in [-{cfg.depth}, {cfg.depth})")
+                raise ValueError(
+                    f"out_layers {list(out_layers)} must be distinct block indices in [-{cfg.depth}, {cfg.depth})"
+                )
 
         if masks is None:
             cos, sin = grid_rope_tables(torch.arange(n, device=x.device), grid_hw, cfg.head_dim)
@@ -122,7 +124,9 @@ class VideoEncoder(nn.Module):
             if len({m.shape[1] for m in mask_list}) != 1:
                 raise ValueError("all masks in the list must keep the same number of tokens K")
             idx = torch.cat(mask_list, dim=0)
-            x = torch.gather(x.repeat(len(mask_list), 1, 1), 1, idx.unsqueeze(-1).expand(-1, -1, d))
+            if len(mask_list) > 1:
+                x = x.repeat(len(mask_list), 1, 1)
+            x = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, d))
             cos, sin = grid_rope_tables(idx, grid_hw, cfg.head_dim)
             cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # broadcast over heads
 

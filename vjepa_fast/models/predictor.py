@@ -45,10 +45,10 @@ class MaskedPredictor(nn.Module):
             passes 0; its default is 1).
         Returns [B, Kt, D]: one prediction per target token, in `masks_y` order.
         """
-        if not isinstance(context, torch.Tensor) or context.dim() != 3:
-            raise ValueError(
-                f"context must be [B, Kc, D], got {tuple(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__}"
-            )
+        if not isinstance(context, torch.Tensor):
+            raise TypeError(f"context must be a torch.Tensor [B, Kc, D], got {type(context).__name__}")
+        if context.dim() != 3:
+            raise ValueError(f"context must be [B, Kc, D], got shape {tuple(context.shape)}")
         b, kc, d = context.shape
         if d != self.config.embed_dim:
             raise ValueError(f"context width {d} != PredictorConfig.embed_dim {self.config.embed_dim}")
