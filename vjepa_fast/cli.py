@@ -40,6 +40,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from vjepa_fast.train.config import load_pretrain_config
+    from vjepa_fast.train.distributed import cleanup
+    from vjepa_fast.train.pretrain import pretrain
+
+    cfg = load_pretrain_config(args.config, args.preset, args.overrides)
+    try:
+        result = pretrain(cfg, resume=not args.no_resume, max_steps=args.max_steps, progress=not args.no_progress)
+    finally:
+        cleanup()
+    if result.losses:
+        print(f"step {result.step}: loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; outputs in {cfg.out_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa-fast",
@@ -63,6 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="where to write the clips (default: a temporary folder)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "pretrain",
+        help="V-JEPA 2 self-supervised pretraining (1 process, or DDP/FSDP2 under torchrun)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Pretrain a video encoder with V-JEPA 2's objective (masked latent prediction against an
+EMA target encoder, multi-block 3D masks, warmup-constant LR, optional cooldown at higher resolution).
+
+Configuration: a preset (tiny_cpu, vit_large, vit_huge, vit_giant), a TOML file (which may name its
+own `preset = "..."`), then KEY=VALUE overrides in TOML syntax, e.g.
+  vjepa-fast pretrain --preset tiny_cpu data.sources='["videos/"]' steps=500
+  torchrun --nproc_per_node 8 -m vjepa_fast.cli pretrain --config vitl.toml optim.lr_peak=4e-4
+Runs resume from the latest checkpoint in OUT_DIR/checkpoints unless --no-resume. Outputs in out_dir:
+metrics.csv, tensorboard/, loss.png, checkpoints/step_*/ (DCP, resumable on any process count),
+encoder.safetensors (the target encoder, for downstream use).""",
+    )
+    p.add_argument("--config", default=None, help="TOML config file")
+    p.add_argument("--preset", default=None, help="preset to start from (default: the file's, else vit_large)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps of this invocation")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr_peak=3e-4")
+    p.set_defaults(func=_cmd_pretrain)
     return parser
 
 

@@ -1,0 +1,140 @@
+"""Atomic, resumable training checkpoints through torch.distributed.checkpoint (DCP).
+
+One code path for 1 process, DDP and FSDP2: every rank writes its shards of the model and optimizer state
+into `step_XXXXXXXX.tmp/`; after a barrier rank 0 renames it to `step_XXXXXXXX/` and updates `latest`
+(write-then-rename), so a kill at any moment leaves the previous checkpoint intact and never a partial one
+under a final name. DCP reshards on load, so a run resumes on a different number of processes.
+Per-rank RNG states go beside the shards; `meta.json` holds the step, config and data position.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
+
+from vjepa_fast.train.distributed import DistContext, barrier
+
+_LOG = logging.getLogger(__name__)
+_PREFIX = "step_"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class CheckpointManager:
+    """Saves and restores {student (encoder+predictor), target encoder, optimizer} plus run state."""
+
+    def __init__(self, directory: str | Path, ctx: DistContext, keep_last: int = 3) -> None:
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        self.dir = Path(directory)
+        self.ctx = ctx
+        self.keep_last = keep_last
+        if ctx.is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        barrier(ctx)
+
+    # ------------------------------------------------------------------------------------------- query
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first (unfinished `.tmp` folders are not checkpoints)."""
+        if not self.dir.is_dir():
+            return []
+        found = [p for p in self.dir.iterdir() if p.is_dir() and p.name.startswith(_PREFIX)
+                 and not p.name.endswith(".tmp") and (p / "meta.json").is_file()]
+        return sorted(found, key=lambda p: int(p.name[len(_PREFIX):]))
+
+    def latest(self) -> Path | None:
+        pointer = self.dir / "latest"
+        if pointer.is_file():
+            candidate = self.dir / pointer.read_text().strip()
+            if (candidate / "meta.json").is_file():
+                return candidate
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    # -------------------------------------------------------------------------------------------- save
+    def save(self, step: int, student: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer,
+             meta: dict[str, Any]) -> Path:
+        name = f"{_PREFIX}{step:08d}"
+        final, tmp = self.dir / name, self.dir / (name + ".tmp")
+        if self.ctx.is_main and tmp.exists():
+            shutil.rmtree(tmp)  # left over from a run killed while saving
+        barrier(self.ctx)
+        model_sd, optim_sd = get_state_dict(student, optimizer)
+        state = {"student": model_sd, "target": get_model_state_dict(target), "optim": optim_sd}
+        dcp.save(state, checkpoint_id=str(tmp))
+        torch.save(rng_state(), tmp / f"rng_rank{self.ctx.rank}.pt")
+        barrier(self.ctx)
+        if self.ctx.is_main:
+            _atomic_write_text(tmp / "meta.json", json.dumps({"step": step, **meta}, indent=1, default=str))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _atomic_write_text(self.dir / "latest", name)
+            for old in self.checkpoints()[: -self.keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+        barrier(self.ctx)
+        _LOG.info("saved checkpoint %s", final)
+        return final
+
+    # -------------------------------------------------------------------------------------------- load
+    def load(self, path: Path, student: nn.Module, target: nn.Module,
+             optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """Restores the states in place; returns meta.json. RNG is restored when this rank saved one."""
+        meta = json.loads((path / "meta.json").read_text())
+        model_sd, optim_sd = get_state_dict(student, optimizer)
+        state = {"student": model_sd, "target": get_model_state_dict(target), "optim": optim_sd}
+        dcp.load(state, checkpoint_id=str(path))
+        set_state_dict(student, optimizer, model_state_dict=state["student"], optim_state_dict=state["optim"])
+        set_model_state_dict(target, state["target"])
+        rng_file = path / f"rng_rank{self.ctx.rank}.pt"
+        saved_world = int(meta.get("world_size", self.ctx.world_size))
+        if rng_file.is_file() and saved_world == self.ctx.world_size:
+            set_rng_state(torch.load(rng_file, weights_only=False))  # our own file: numpy/python RNG states
+        elif saved_world != self.ctx.world_size:
+            _LOG.warning("resuming on %d processes from a checkpoint of %d: RNG streams restart",
+                         self.ctx.world_size, saved_world)
+        return meta
+
+
+def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Unsharded CPU state dict (gathers FSDP2 shards; every rank must call it)."""
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))

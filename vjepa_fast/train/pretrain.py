@@ -1,0 +1,338 @@
+"""V-JEPA 2 self-supervised pretraining (SPEC sections 3-4), from one CPU process to many GPU nodes.
+
+    vjepa-fast pretrain --preset tiny_cpu data.sources='["clips/"]'
+    torchrun --nproc_per_node 8 -m vjepa_fast.cli pretrain --config vitl.toml
+
+A step: the target encoder (EMA of the context encoder, no gradient) encodes the full clip and its output is
+layer-normed; per mask config the context encoder sees the context tokens, the predictor predicts the target
+tokens, L1 against the targets; average over configs; AdamW; then the fused EMA update of the target. The
+run is a pure function of (config, seed): data keys, augmentation, masks and the LR are functions of the
+step, so a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vjepa_fast.data.video import VideoClipDataset, WeightedMixtureSampler, count_skips, load_manifest
+from vjepa_fast.masks import MultiBlockMaskGenerator
+from vjepa_fast.models import EncoderConfig, MaskedPredictor, PredictorConfig, VideoEncoder
+from vjepa_fast.models.layers import Block
+from vjepa_fast.ops import ema_update_
+from vjepa_fast.train.checkpointing import CheckpointManager, full_state_dict
+from vjepa_fast.train.config import PretrainConfig, to_dict
+from vjepa_fast.train.distributed import (
+    DistContext,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+    local_tensor,
+    shard_like,
+    wrap_model,
+)
+from vjepa_fast.train.metrics import MetricsLogger, plot_metrics
+from vjepa_fast.train.objective import jepa_loss
+from vjepa_fast.train.schedule import warmup_constant_cooldown
+
+_LOG = logging.getLogger(__name__)
+METRICS = ("loss", "loss_short", "loss_long", "lr", "target_std", "clips_per_s", "step_s", "skipped")
+
+
+class JEPAStudent(nn.Module):
+    """The trained pair (context encoder + predictor) as one module, so DDP/FSDP2 wrap it once."""
+
+    def __init__(self, encoder: VideoEncoder, predictor: MaskedPredictor) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.predictor = predictor
+
+    def forward(self, clips: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor]],
+                targets: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return jepa_loss(self.encoder, self.predictor, targets, clips, pairs)
+
+
+def model_configs(cfg: PretrainConfig, num_frames: int, crop: int) -> tuple[EncoderConfig, PredictorConfig]:
+    enc = getattr(EncoderConfig, cfg.model)(img_size=crop, num_frames=num_frames, attn_impl=cfg.attn_impl)
+    if cfg.model == "tiny":
+        pred = PredictorConfig.tiny(img_size=crop, num_frames=num_frames, attn_impl=cfg.attn_impl)
+    elif cfg.model == "small":
+        pred = PredictorConfig.small(img_size=crop, num_frames=num_frames, attn_impl=cfg.attn_impl)
+    else:
+        pred = PredictorConfig.for_encoder(enc)
+    return enc, pred
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only (not on biases and 1-D parameters, SPEC section 4)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@dataclass
+class TrainResult:
+    step: int
+    losses: list[float] = field(default_factory=list)  # per step run in this call
+    target_std: list[float] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+
+class Pretrainer:
+    def __init__(self, cfg: PretrainConfig, ctx: DistContext | None = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.ctx = ctx or init_distributed(cfg.parallel)
+        world, accum = self.ctx.world_size, cfg.grad_accum
+        if cfg.global_batch_size % (world * accum):
+            raise ValueError(f"global_batch_size {cfg.global_batch_size} must be divisible by processes x "
+                             f"grad_accum = {world} x {accum}")
+        self.micro_batch = cfg.global_batch_size // (world * accum)
+        self.out_dir = Path(cfg.out_dir)
+        self.sources, self.weights = self._sources()
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        enc_cfg, pred_cfg = model_configs(cfg, cfg.data.num_frames, cfg.data.crop_size)
+        encoder, predictor = VideoEncoder(enc_cfg), MaskedPredictor(pred_cfg)
+        target = copy.deepcopy(encoder)
+        if cfg.init_from:
+            self._load_official(cfg.init_from, encoder, target, predictor)
+        self.encoder, self.predictor = encoder.to(self.ctx.device), predictor.to(self.ctx.device)
+        self.target = target.to(self.ctx.device).requires_grad_(False)
+        student = JEPAStudent(self.encoder, self.predictor)
+        if cfg.activation_checkpointing:
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+                CheckpointImpl,
+                apply_activation_checkpointing,
+                checkpoint_wrapper,
+            )
+
+            apply_activation_checkpointing(
+                student, checkpoint_wrapper_fn=lambda m: checkpoint_wrapper(m, CheckpointImpl.NO_REENTRANT),
+                check_fn=lambda m: isinstance(m, Block))
+        self.student_raw = student
+        self.student = wrap_model(student, self.ctx, (Block,))
+        shard_like(self.target, self.ctx, (Block,))
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(param_groups(student, o.weight_decay), lr=o.lr_start,
+                                           betas=(o.beta1, o.beta2), eps=o.eps)
+        self.ckpt = CheckpointManager(self.out_dir / "checkpoints", self.ctx, keep_last=cfg.keep_last)
+        self.metrics = MetricsLogger(self.out_dir, METRICS, tensorboard=cfg.tensorboard, enabled=self.ctx.is_main)
+        self.step = 0
+
+    # ------------------------------------------------------------------------------------------ set-up
+    def _sources(self) -> tuple[list[str], list[float]]:
+        d = self.cfg.data
+        if d.manifest:
+            specs = load_manifest(d.manifest)
+            return [s.path for s in specs], [s.weight for s in specs]
+        if not d.sources:
+            raise ValueError("no training data: set data.sources (files, folders or list files) or data.manifest")
+        return list(d.sources), list(d.weights) or [1.0] * len(d.sources)
+
+    def _load_official(self, path: str, encoder: nn.Module, target: nn.Module, predictor: nn.Module) -> None:
+        from vjepa_fast.checkpoints import load_official
+
+        kw = {"encoder_config": encoder.config, "predictor_config": predictor.config}
+        ctx_models = load_official(path, encoder_key="encoder", **kw)
+        tgt_models = load_official(path, encoder_key="target_encoder", **kw)
+        if ctx_models.predictor is None:
+            raise ValueError(f"{path} has no masked predictor: it cannot continue pretraining")
+        encoder.load_state_dict(ctx_models.encoder.state_dict())
+        target.load_state_dict(tgt_models.encoder.state_dict())
+        predictor.load_state_dict(ctx_models.predictor.state_dict())
+        _LOG.info("initialised from official checkpoint %s", path)
+
+    def phase(self, step: int) -> tuple[str, int, int, int]:
+        """(name, first step, num_frames, crop) of the phase that `step` belongs to."""
+        if step < self.cfg.steps:
+            return "main", 0, self.cfg.data.num_frames, self.cfg.data.crop_size
+        c = self.cfg.cooldown
+        return "cooldown", self.cfg.steps, c.num_frames, c.crop_size
+
+    def lr(self, step: int) -> float:
+        o = self.cfg.optim
+        return warmup_constant_cooldown(step, lr_start=o.lr_start, lr_peak=o.lr_peak, lr_final=o.lr_final,
+                                        warmup_steps=o.warmup_steps, constant_until=self.cfg.steps,
+                                        cooldown_steps=self.cfg.cooldown.steps)
+
+    def _loader(self, step: int) -> tuple[DataLoader, MultiBlockMaskGenerator, WeightedMixtureSampler]:
+        name, first, frames, crop = self.phase(step)
+        d, cfg = self.cfg.data, self.cfg
+        phase_seed = cfg.seed + (0 if name == "main" else 1_000_003)
+        dataset = VideoClipDataset(self._specs(),
+                                   num_frames=frames, fps=d.fps, crop_size=crop, train=True, seed=phase_seed)
+        steps_per_epoch = max(1, math.ceil(len(dataset) / cfg.global_batch_size))
+        sampler = WeightedMixtureSampler.for_dataset(
+            dataset, steps_per_epoch * cfg.global_batch_size, seed=phase_seed, rank=self.ctx.rank,
+            world_size=self.ctx.world_size)
+        # The data position is a function of the step: each step consumes global_batch_size draws.
+        done = step - first
+        per_rank = cfg.global_batch_size // self.ctx.world_size
+        sampler.load_state_dict({"epoch": done // steps_per_epoch, "index": (done % steps_per_epoch) * per_rank})
+        loader = DataLoader(dataset, batch_size=self.micro_batch, sampler=sampler, num_workers=d.num_workers,
+                            pin_memory=d.pin_memory and self.ctx.device.type == "cuda", drop_last=True,
+                            persistent_workers=False)
+        grid = (frames // 2, crop // 16, crop // 16)
+        masks = MultiBlockMaskGenerator(grid, seed=phase_seed)
+        if self.predictor.config.num_frames != frames or self.predictor.config.grid_hw != (crop // 16, crop // 16):
+            # Progressive resolution: the predictor reads token indices on the new grid.
+            self.predictor.config = self.predictor.config.replace(num_frames=frames, img_size=crop)
+        return loader, masks, sampler
+
+    def _specs(self) -> list[Any]:
+        from vjepa_fast.data.video import SourceSpec
+
+        return [SourceSpec(p, w) for p, w in zip(self.sources, self.weights)]
+
+    # ----------------------------------------------------------------------------------------- resume
+    def resume(self) -> bool:
+        latest = self.ckpt.latest()
+        if latest is None:
+            return False
+        meta = self.ckpt.load(latest, self.student_raw, self.target, self.optimizer)
+        self.step = int(meta["step"])
+        self.metrics.truncate_after(self.step)
+        if self.ctx.is_main:
+            _LOG.info("resumed from %s at step %d", latest, self.step)
+        return True
+
+    def save(self) -> Path:
+        meta = {"world_size": self.ctx.world_size, "config": to_dict(self.cfg), "phase": self.phase(self.step)[0]}
+        return self.ckpt.save(self.step, self.student_raw, self.target, self.optimizer, meta)
+
+    # ------------------------------------------------------------------------------------------- train
+    def _ema(self) -> None:
+        ema_update_([local_tensor(p) for p in self.target.parameters()],
+                    [local_tensor(p) for p in self.encoder.parameters()], self.cfg.optim.ema_momentum)
+
+    def train(self, max_steps: int | None = None, progress: bool = True) -> TrainResult:
+        """Runs until the end of the schedule (or `max_steps` more steps); saves on the way and at the end."""
+        cfg, ctx = self.cfg, self.ctx
+        end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
+        result = TrainResult(step=self.step, out_dir=self.out_dir)
+        skipped: Counter[str] = Counter()
+        bar = None
+        if progress and ctx.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.total_steps, initial=self.step, desc=f"pretrain {cfg.model}", unit="step",
+                       dynamic_ncols=True)
+        autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        loader = masks = it = None
+        phase_name = None
+        try:
+            while self.step < end:
+                name = self.phase(self.step)[0]
+                if name != phase_name:
+                    loader, masks, _ = self._loader(self.step)
+                    it, phase_name = iter(loader), name
+                t0 = time.perf_counter()
+                lr = self.lr(self.step)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                loss_sum = torch.zeros((), device=ctx.device)
+                per_sum = torch.zeros(2, device=ctx.device)
+                std_sum = torch.zeros((), device=ctx.device)
+                for j in range(cfg.grad_accum):
+                    try:
+                        batch = next(it)
+                    except StopIteration:  # the sampler moved on to the next epoch
+                        it = iter(loader)
+                        batch = next(it)
+                    skipped.update(count_skips(batch))
+                    clips = batch["video"].to(ctx.device, non_blocking=True)
+                    world_mb = self.micro_batch * ctx.world_size
+                    pairs = [(p.context[ctx.rank::ctx.world_size].to(ctx.device),
+                              p.target[ctx.rank::ctx.world_size].to(ctx.device))
+                             for p in masks.for_step(world_mb, self.step * cfg.grad_accum + j)]
+                    with autocast:
+                        with torch.no_grad():
+                            h = self.target(clips)
+                            targets = F.layer_norm(h.float(), (h.size(-1),), eps=1e-5)
+                        loss, per_config = self.student(clips, pairs, targets)
+                    sync = j == cfg.grad_accum - 1 or ctx.mode != "ddp"
+                    if sync:
+                        (loss / cfg.grad_accum).backward()
+                    else:
+                        with self.student.no_sync():
+                            (loss / cfg.grad_accum).backward()
+                    loss_sum += loss.detach().float()
+                    per_sum[: len(per_config)] += torch.stack([x.detach().float() for x in per_config])[:2]
+                    # Collapse monitor: per-channel std across samples of the clip-averaged target features.
+                    std_sum += h.float().mean(1).std(0, unbiased=False).mean() if h.size(0) > 1 else 0.0
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self._ema()
+                self.step += 1
+                stats = all_reduce_mean(torch.cat([loss_sum[None], per_sum, std_sum[None]]) / cfg.grad_accum, ctx)
+                loss_v, short_v, long_v, std_v = stats.tolist()
+                dt = time.perf_counter() - t0
+                result.losses.append(loss_v)
+                result.target_std.append(std_v)
+                if not math.isfinite(loss_v):
+                    raise FloatingPointError(f"loss is {loss_v} at step {self.step}; last checkpoint is kept")
+                if ctx.is_main and (self.step % cfg.log_every == 0 or self.step == end or self.step == 1):
+                    self.metrics.log(self.step, {"loss": loss_v, "loss_short": short_v, "loss_long": long_v,
+                                                 "lr": lr, "target_std": std_v, "step_s": dt,
+                                                 "clips_per_s": cfg.global_batch_size / dt,
+                                                 "skipped": sum(skipped.values())})
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_v:.4f}", clips_s=f"{cfg.global_batch_size / dt:.1f}",
+                                    lr=f"{lr:.2e}", std=f"{std_v:.3f}")
+                if self.step % cfg.save_every == 0 or self.step == end:
+                    self.save()
+        except KeyboardInterrupt:
+            if not ctx.distributed and self.step > 0:
+                _LOG.warning("interrupted: saving step %d before exiting", self.step)
+                self.save()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        result.step = self.step
+        result.skipped = dict(skipped)
+        if sum(skipped.values()) and ctx.is_main:
+            _LOG.warning("skipped unreadable or too-short files %d times: %s", sum(skipped.values()), dict(skipped))
+        self.finish()
+        return result
+
+    def finish(self) -> None:
+        """Exports the target encoder (safetensors) and plots the curves."""
+        from vjepa_fast.checkpoints import save_safetensors
+
+        state = full_state_dict(self.target)
+        if self.ctx.is_main:
+            encoder = VideoEncoder(self.encoder.config)
+            encoder.load_state_dict(state)
+            save_safetensors(self.out_dir / "encoder.safetensors", encoder)
+            plot_metrics(self.metrics.path, self.out_dir / "loss.png", ["loss", "target_std", "lr"],
+                         title=f"V-JEPA 2 pretraining ({self.cfg.model})")
+        barrier(self.ctx)
+
+
+def pretrain(cfg: PretrainConfig, *, resume: bool = True, max_steps: int | None = None,
+             progress: bool = True) -> TrainResult:
+    trainer = Pretrainer(cfg)
+    if resume:
+        trainer.resume()
+    try:
+        return trainer.train(max_steps=max_steps, progress=progress)
+    finally:
+        trainer.metrics.close()
