@@ -179,7 +179,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"unknown config key {where + '.' if where else ''}{unknown[0]!r}; "
+        raise ValueError(f"unknown config key '{where + '.' if where else ''}{unknown[0]}'; "
                          f"known keys{' of ' + where if where else ''}: {sorted(names)}")
     kwargs = {k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)

@@ -43,7 +43,9 @@ class MetricsLogger:
             return
         self._file.close()
         with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+            # A row cut short by a kill has missing fields: drop it with the rows after the checkpoint.
+            rows = [r for r in csv.DictReader(f)
+                    if None not in r.values() and "" not in r.values() and int(r["step"]) <= step]
         with open(self.path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             w.writeheader()

@@ -1,0 +1,249 @@
+"""V-JEPA 2 pretraining: the objective against Meta's recorded training forward, configs, the schedule,
+exact resume after a kill, torchrun (DDP and FSDP2 on gloo) against one process, bad files, cooldown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vjepa_fast.checkpoints import load_official, load_safetensors
+from vjepa_fast.data.synthetic import write_moving_square_videos
+from vjepa_fast.models import EncoderConfig, PredictorConfig
+from vjepa_fast.train.config import PretrainConfig, apply_overrides, load_pretrain_config, parse_override
+from vjepa_fast.train.metrics import read_metrics
+from vjepa_fast.train.objective import jepa_loss, normalized_targets
+from vjepa_fast.train.pretrain import Pretrainer
+from vjepa_fast.train.schedule import warmup_constant_cooldown
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clips_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("clips")
+    write_moving_square_videos(folder, 8, num_frames=24, size=64, seed=0)
+    return folder
+
+
+def _overrides(clips_dir: Path, out: Path, **kw: object) -> list[str]:
+    base = {"data.sources": f'["{clips_dir}"]', "out_dir": f'"{out}"', "tensorboard": "false", "log_every": "1"}
+    base.update({k: str(v) for k, v in kw.items()})
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def _cli(args: list[str], **popen: object) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _run(args: list[str], timeout: float = 240) -> str:
+    proc = _cli(args)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def _losses(out_dir: Path) -> torch.Tensor:
+    return torch.tensor(read_metrics(out_dir / "metrics.csv")["loss"], dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------------------------ objective
+@torch.no_grad()
+def test_training_forward_matches_reference(fixtures_dir: Path) -> None:
+    """Both mask configs through encoder, predictor and L1, as Meta's app/vjepa/train.py (within 1e-5)."""
+    io = torch.load(fixtures_dir / "official_tiny_io.pt", weights_only=True)
+    kw = {"encoder_config": EncoderConfig.tiny(), "predictor_config": PredictorConfig.tiny()}
+    ctx = load_official(fixtures_dir / "official_tiny.pt", encoder_key="encoder", **kw).eval()
+    tgt = load_official(fixtures_dir / "official_tiny.pt", encoder_key="target_encoder", **kw).eval()
+    pairs = list(zip(io["train_masks_enc"], io["train_masks_pred"]))
+    targets = normalized_targets(tgt.encoder, io["video"])
+    loss, per_config = jepa_loss(ctx.encoder, ctx.predictor, targets, io["video"], pairs, mask_index=0)
+    assert abs(loss.item() - io["train_loss"].item()) <= 1e-5
+    for (c, t), ref in zip(pairs, io["train_pred"]):
+        pred = ctx.predictor(ctx.encoder(io["video"], masks=c), c, t, mask_index=0)
+        torch.testing.assert_close(pred, ref, atol=1e-5, rtol=1e-5)
+    # The single-pair loss of the fixture, with the predictor's default mask token (index 1).
+    single, _ = jepa_loss(ctx.encoder, ctx.predictor, targets, io["video"], [(io["masks_x"], io["masks_y"])],
+                          mask_index=1)
+    assert abs(single.item() - io["loss_main"].item()) <= 1e-5
+
+
+def test_targets_are_normalised_without_affine() -> None:
+    enc = torch.nn.Identity()
+    x = torch.randn(2, 5, 8) * 3 + 1
+    torch.testing.assert_close(normalized_targets(enc, x), F.layer_norm(x, (8,), eps=1e-5))
+
+
+# --------------------------------------------------------------------------------------------- config
+def test_presets_and_overrides(tmp_path: Path) -> None:
+    cfg = PretrainConfig.vit_giant()
+    assert cfg.parallel == "fsdp" and cfg.cooldown.crop_size == 384 and cfg.optim.ema_momentum == 0.99925
+    assert cfg.total_steps == 252_000
+    cfg = apply_overrides(PretrainConfig.tiny_cpu(), ["optim.lr_peak=3e-4", "data.sources=['a', 'b']", "bf16=true"])
+    assert cfg.optim.lr_peak == 3e-4 and cfg.data.sources == ["a", "b"] and cfg.bf16 is True
+    assert parse_override("out_dir=runs/x") == ("out_dir", "runs/x")
+    toml = tmp_path / "run.toml"
+    toml.write_text('preset = "tiny_cpu"\nsteps = 7\n[optim]\nwarmup_steps = 3\n[data]\nsources = ["v"]\n')
+    cfg = load_pretrain_config(toml, overrides=["steps=9"])
+    assert (cfg.model, cfg.steps, cfg.optim.warmup_steps, cfg.data.crop_size) == ("tiny", 9, 3, 64)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "exc", "match"),
+    [
+        (["optim.lr_peek=1"], ValueError, "unknown key 'lr_peek'"),
+        (["steps=ten"], TypeError, "steps must be an integer"),
+        (["model=vit_tiny"], ValueError, "model must be one of"),
+        (["data.crop_size=100"], ValueError, "multiple of 16"),
+        (["data.num_frames=3"], ValueError, "even number"),
+        (["optim.ema_momentum=1.5"], ValueError, "ema_momentum"),
+        (["nokey"], ValueError, "key=value"),
+    ],
+)
+def test_config_errors(overrides: list[str], exc: type[Exception], match: str) -> None:
+    with pytest.raises(exc, match=match):
+        apply_overrides(PretrainConfig.tiny_cpu(), overrides)
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_pretrain_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = [")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_pretrain_config(bad)
+    bad.write_text("[data]\nsourcez = []\n")
+    with pytest.raises(ValueError, match="unknown config key 'data.sourcez'"):
+        load_pretrain_config(bad)
+
+
+def test_batch_must_split_over_processes_and_accumulation(clips_dir: Path, tmp_path: Path) -> None:
+    cfg = apply_overrides(PretrainConfig.tiny_cpu(), _overrides(clips_dir, tmp_path, global_batch_size=6,
+                                                                grad_accum=4))
+    with pytest.raises(ValueError, match="divisible"):
+        Pretrainer(cfg)
+
+
+def test_schedule() -> None:
+    kw = {"lr_start": 1e-4, "lr_peak": 5.25e-4, "lr_final": 1e-6, "warmup_steps": 12_000,
+          "constant_until": 240_000, "cooldown_steps": 12_000}
+    assert warmup_constant_cooldown(0, **kw) == 1e-4
+    assert warmup_constant_cooldown(6_000, **kw) == pytest.approx(3.125e-4)
+    assert warmup_constant_cooldown(12_000, **kw) == 5.25e-4
+    assert warmup_constant_cooldown(239_999, **kw) == 5.25e-4
+    assert warmup_constant_cooldown(246_000, **kw) == pytest.approx((5.25e-4 + 1e-6) / 2)
+    assert warmup_constant_cooldown(252_000, **kw) == pytest.approx(1e-6)
+
+
+# ------------------------------------------------------------------------------------------ training
+def test_cooldown_phase_switches_resolution(clips_dir: Path, tmp_path: Path) -> None:
+    cfg = apply_overrides(PretrainConfig.tiny_cpu(), _overrides(
+        clips_dir, tmp_path, steps=2, global_batch_size=2, **{"cooldown.steps": 2, "cooldown.num_frames": 8,
+                                                              "optim.warmup_steps": 1}))
+    trainer = Pretrainer(cfg)
+    result = trainer.train(progress=False)
+    assert result.step == 4 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert trainer.predictor.config.num_frames == 8  # progressive resolution: the predictor's grid followed
+    lrs = read_metrics(tmp_path / "metrics.csv")["lr"]
+    # lr of steps 0..3: warmup start, peak, peak (first cooldown step), then decaying.
+    assert lrs[0] < lrs[1] == lrs[2] == cfg.optim.lr_peak and lrs[3] < lrs[2]
+    meta = (tmp_path / "checkpoints" / "step_00000004" / "meta.json").read_text()
+    assert '"phase": "cooldown"' in meta
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    exported = load_safetensors(tmp_path / "encoder.safetensors")
+    for (name, a), b in zip(exported.encoder.state_dict().items(), trainer.target.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_target_is_the_ema_of_the_context_encoder(clips_dir: Path, tmp_path: Path) -> None:
+    cfg = apply_overrides(PretrainConfig.tiny_cpu(), _overrides(clips_dir, tmp_path, steps=2, global_batch_size=2))
+    trainer = Pretrainer(cfg)
+    before = [p.detach().clone() for p in trainer.target.parameters()]
+    trainer.train(max_steps=1, progress=False)
+    m = cfg.optim.ema_momentum
+    for k0, k, q in zip(before, trainer.target.parameters(), trainer.encoder.parameters()):
+        torch.testing.assert_close(k, m * k0 + (1 - m) * q.detach(), rtol=1e-6, atol=1e-7)
+    assert any(not torch.equal(k0, k) for k0, k in zip(before, trainer.target.parameters()))
+
+
+def test_corrupt_and_empty_videos_are_skipped(clips_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "random.mp4").write_bytes(os.urandom(5000))
+    (bad / "empty.mp4").write_bytes(b"")
+    cfg = apply_overrides(PretrainConfig.tiny_cpu(), _overrides(
+        clips_dir, tmp_path / "run", steps=4, global_batch_size=4,
+        **{"data.sources": f'["{clips_dir}", "{bad}"]', "data.weights": "[1.0, 1.0]"}))
+    result = Pretrainer(cfg).train(progress=False)
+    assert result.step == 4
+    assert sum(result.skipped.values()) >= 1, result.skipped
+    assert read_metrics(tmp_path / "run" / "metrics.csv")["skipped"][-1] >= 1
+
+
+def test_init_from_official_checkpoint(fixtures_dir: Path, clips_dir: Path, tmp_path: Path) -> None:
+    cfg = apply_overrides(PretrainConfig.tiny_cpu(), _overrides(
+        clips_dir, tmp_path, steps=1, global_batch_size=2, init_from=f'"{fixtures_dir / "official_tiny.pt"}"'))
+    trainer = Pretrainer(cfg)
+    kw = {"encoder_config": EncoderConfig.tiny(), "predictor_config": PredictorConfig.tiny()}
+    ctx = load_official(fixtures_dir / "official_tiny.pt", encoder_key="encoder", **kw)
+    tgt = load_official(fixtures_dir / "official_tiny.pt", encoder_key="target_encoder", **kw)
+    for a, b in zip(trainer.encoder.state_dict().values(), ctx.encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(trainer.target.state_dict().values(), tgt.encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(trainer.predictor.state_dict().values(), ctx.predictor.state_dict().values()):
+        assert torch.equal(a, b)
+    assert trainer.train(progress=False).step == 1
+
+
+# -------------------------------------------------------------------------------- resume and scale-out
+def test_exact_resume_after_kill(clips_dir: Path, tmp_path: Path) -> None:
+    """6 steps straight == steps until a kill -9 + resume to 6, bit for bit (losses and final weights)."""
+    cmd = ["-m", "vjepa_fast.cli", "pretrain", "--preset", "tiny_cpu", "--no-progress"]
+    common = {"steps": 6, "global_batch_size": 4, "optim.warmup_steps": 2}
+    _run(cmd + _overrides(clips_dir, tmp_path / "straight", save_every=3, **common))
+
+    killed = tmp_path / "killed"
+    proc = _cli(cmd + _overrides(clips_dir, killed, save_every=1, **common), start_new_session=True)
+    deadline = time.time() + 180
+    while not (killed / "checkpoints" / "step_00000003").is_dir():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() < deadline, "no checkpoint after 180 s"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    out = _run(cmd + _overrides(clips_dir, killed, save_every=1, **common))
+    assert "step 6" in out
+
+    assert torch.equal(_losses(tmp_path / "straight"), _losses(killed))
+    a = load_safetensors(tmp_path / "straight" / "encoder.safetensors").encoder.state_dict()
+    b = load_safetensors(killed / "encoder.safetensors").encoder.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_torchrun_two_processes_match_one(clips_dir: Path, tmp_path: Path, parallel: str) -> None:
+    """2 gloo processes (half the batch each) follow the 1-process loss trajectory at the same global batch.
+    The FSDP2 run then resumes its sharded checkpoint in ONE process (resharding) and keeps following it."""
+    cmd = ["-m", "vjepa_fast.cli", "pretrain", "--preset", "tiny_cpu", "--no-progress"]
+    common = {"steps": 4, "global_batch_size": 4, "optim.warmup_steps": 2, "save_every": 2}
+    _run(cmd + _overrides(clips_dir, tmp_path / "one", **common))
+    run = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    two = tmp_path / "two"
+    max_steps = ["--max-steps", "2"] if parallel == "fsdp" else []
+    _run(run + cmd + max_steps + _overrides(clips_dir, two, parallel=parallel, **common))
+    if parallel == "fsdp":
+        assert (two / "checkpoints" / "step_00000002").is_dir()
+        _run(cmd + _overrides(clips_dir, two, parallel="none", **common))
+    one_l, two_l = _losses(tmp_path / "one"), _losses(two)
+    assert len(one_l) == len(two_l) == 4
+    torch.testing.assert_close(two_l, one_l, rtol=0, atol=2e-4)
