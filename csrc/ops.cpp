@@ -6,4 +6,13 @@
 TORCH_LIBRARY(vjepa_fast, m) {
   // target[i] = momentum * target[i] + (1 - momentum) * source[i], in place, fp32 maths (fp64 for fp64).
   m.def("ema_update_(Tensor(a!)[] target, Tensor[] source, float momentum) -> ()");
+  // CEM sampling (vjepa_fast/ops/cem.py has the full contract): mean, std [B, H, A] fp32, lower, upper [A];
+  // returns [B, num_samples, H, A] = ball(clamp(mean + std * z, lower, upper)), z from Philox4x32-10 keyed by
+  // seed at counter (element // 4, b, offset). radius 0: no ball; norm 1 or 2; ball_dims: leading dims.
+  m.def("cem_sample(Tensor mean, Tensor std, Tensor lower, Tensor upper, float radius, int ball_dims, int norm, "
+        "int seed, int offset, int num_samples) -> Tensor");
+  // CEM refit: samples [B, N, H, A], energies [B, N]; the topk lowest energies (ties: lower index; NaN last)
+  // give new_mean, new_std [B, H, A] (momentum blend, population std, std >= min_std) and elite_idx [B, topk].
+  m.def("cem_refit(Tensor samples, Tensor energies, Tensor mean, Tensor std, int topk, float momentum_pos, "
+        "float momentum_grip, int grip_dims, float min_std) -> (Tensor, Tensor, Tensor)");
 }
