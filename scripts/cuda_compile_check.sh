@@ -27,5 +27,7 @@ so=$(ls "$BUILD"/_C*.so)
 # The built module must carry the CUDA kernels (symbols of the .cu translation units).
 # (grep reads all of nm's output: with pipefail, grep -q would SIGPIPE nm and fail the pipeline.)
 symbols=$(nm -C "$so")
-grep -q "ema_multi_tensor_kernel" <<<"$symbols" && grep -q "vjepa_fast::ema_update_cuda" <<<"$symbols" || { echo "cuda_compile_check: CUDA kernels missing from $so" >&2; exit 1; }
+for sym in ema_multi_tensor_kernel vjepa_fast::ema_update_cuda cem_sample_kernel cem_refit_kernel; do
+  grep -q "$sym" <<<"$symbols" || { echo "cuda_compile_check: $sym missing from $so (CUDA kernels not built)" >&2; exit 1; }
+done
 echo "cuda_compile_check: OK ($so)"
