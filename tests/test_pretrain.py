@@ -247,3 +247,47 @@ def test_torchrun_two_processes_match_one(clips_dir: Path, tmp_path: Path, paral
     one_l, two_l = _losses(tmp_path / "one"), _losses(two)
     assert len(one_l) == len(two_l) == 4
     torch.testing.assert_close(two_l, one_l, rtol=0, atol=2e-4)
+
+
+# ------------------------------------------------------------------------------- learning, no collapse
+def _probe_accuracies(encoder: torch.nn.Module, clips: torch.Tensor, direction: torch.Tensor,
+                      quadrant: torch.Tensor) -> dict[str, float]:
+    from vjepa_fast.train.probe import linear_probe_accuracy
+
+    with torch.no_grad():
+        feats = encoder.eval()(clips).flatten(1)  # all tokens: where the square is and how it moved
+    n = clips.shape[0] * 2 // 3
+    return {name: linear_probe_accuracy(feats[:n], y[:n], feats[n:], y[n:], weight_decay=1e-2)
+            for name, y in (("quadrant", quadrant), ("direction", direction))}
+
+
+def test_tiny_pretraining_learns_without_collapse(tmp_path: Path) -> None:
+    """150 steps of the tiny preset on real mp4 files: the loss falls, the target features keep their spread
+    (a collapsed encoder would also lower the loss), and a linear probe on the frozen target encoder reads the
+    square's start quadrant and motion direction far above chance (25%).
+
+    Measured (2-core CPU): loss 0.80 -> ~0.26, target std 0.079 -> ~0.10, probe quadrant ~0.93, direction
+    ~0.65 (the random init already gives ~0.94 / ~0.69 with all-token features: the probe guards against
+    collapse; it does not claim the 150 steps improved the features). A collapsed encoder scores ~0.25.
+    """
+    from vjepa_fast.data.synthetic import render_probe_set
+
+    clips_dir = tmp_path / "clips"
+    write_moving_square_videos(clips_dir, 32, num_frames=32, size=64, seed=0)
+    cfg = apply_overrides(PretrainConfig.tiny_cpu(), _overrides(clips_dir, tmp_path / "run", steps=150,
+                                                                log_every=10))
+    trainer = Pretrainer(cfg)
+    result = trainer.train(progress=False)
+    losses, std = torch.tensor(result.losses), torch.tensor(result.target_std)
+    assert losses[-10:].mean() < 0.6 * losses[:5].mean(), losses
+    assert std[-10:].mean() >= 0.3 * std[0], std
+
+    clips, direction, quadrant = render_probe_set(384, seed=5)
+    acc = _probe_accuracies(trainer.target, clips, direction, quadrant)
+    assert acc["quadrant"] >= 0.6 and acc["direction"] >= 0.45, acc
+
+    # The probe can fail: the same encoder made to output a constant is at chance.
+    collapsed = trainer.target
+    torch.nn.init.zeros_(collapsed.norm.weight)
+    dead = _probe_accuracies(collapsed, clips, direction, quadrant)
+    assert dead["quadrant"] <= 0.4 and dead["direction"] <= 0.4, dead

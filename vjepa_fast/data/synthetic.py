@@ -89,3 +89,38 @@ def write_moving_square_videos(
         clips.append(SyntheticClip(str(path), direction, start, color, speed))
     (folder / "labels.json").write_text(json.dumps([asdict(c) for c in clips], indent=1))
     return clips
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def render_probe_set(num_clips: int, *, size: int = 64, num_frames: int = 4, frame_step: int = 4, seed: int = 0):
+    """In-memory clips with labels, for linear probes (no codec in the way).
+
+    Returns (clips float32 [N, 3, F, size, size] ImageNet-normalised, direction int64 [N] (4 classes),
+    quadrant int64 [N]: which quadrant of the frame the square starts in (4 classes)).
+    Frames are sampled every `frame_step` rendered frames, like the 4 fps sampling of 15 fps video.
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    square = size // 4
+    span = size - square
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    clips, direction, quadrant = [], [], []
+    yy, xx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    for _ in range(num_clips):
+        phase = rng.uniform(0, 2 * math.pi, 3)
+        bg = np.stack([60 + 30 * np.sin(xx / 7 + phase[c]) * np.cos(yy / 9 + phase[c]) for c in range(3)], -1)
+        d = int(rng.integers(4))
+        start = (int(rng.integers(0, span)), int(rng.integers(0, span)))
+        color = tuple(int(c) for c in rng.integers(150, 256, 3))
+        frames = render_moving_square(num_frames * frame_step, size, d, start, color, int(rng.integers(2, 5)),
+                                      square, bg.astype(np.uint8))[::frame_step]
+        x = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 255
+        clips.append((x - mean) / std)
+        direction.append(d)
+        quadrant.append(2 * int(start[0] >= span // 2) + int(start[1] >= span // 2))
+    return torch.stack(clips), torch.tensor(direction), torch.tensor(quadrant)

@@ -26,7 +26,7 @@ from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_state_dict,
     set_model_state_dict,
-    set_state_dict,
+    set_optimizer_state_dict,
 )
 
 from vjepa_fast.train.distributed import DistContext, barrier
@@ -121,9 +121,15 @@ class CheckpointManager:
         """Restores the states in place; returns meta.json. RNG is restored when this rank saved one."""
         meta = json.loads((path / "meta.json").read_text())
         model_sd, optim_sd = get_state_dict(student, optimizer)
+        # Parameters that never received a gradient (e.g. mask tokens of unused indices) have no Adam state
+        # in the file; the fresh template has one for every parameter. Model keys stay strict.
+        saved = set(dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata)
+        for fqn in [k for k in optim_sd.get("state", {}) if f"optim.state.{k}.step" not in saved]:
+            del optim_sd["state"][fqn]
         state = {"student": model_sd, "target": get_model_state_dict(target), "optim": optim_sd}
         dcp.load(state, checkpoint_id=str(path))
-        set_state_dict(student, optimizer, model_state_dict=state["student"], optim_state_dict=state["optim"])
+        set_model_state_dict(student, state["student"])
+        set_optimizer_state_dict(student, optimizer, state["optim"], options=StateDictOptions(strict=False))
         set_model_state_dict(target, state["target"])
         rng_file = path / f"rng_rank{self.ctx.rank}.pt"
         saved_world = int(meta.get("world_size", self.ctx.world_size))

@@ -58,7 +58,9 @@ def wrap_model(module: nn.Module, ctx: DistContext, block_types: tuple[type[nn.M
     if ctx.mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+        # static_graph: the same parameters (e.g. unused mask tokens) go without gradients every step.
+        return DistributedDataParallel(module, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
+                                       static_graph=True)
     if ctx.mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
 

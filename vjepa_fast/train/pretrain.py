@@ -265,6 +265,10 @@ class Pretrainer:
                         with torch.no_grad():
                             h = self.target(clips)
                             targets = F.layer_norm(h.float(), (h.size(-1),), eps=1e-5)
+                        if ctx.mode == "fsdp":
+                            # FSDP2 keeps a root module's parameters gathered after forward (for backward);
+                            # the target has no backward, so free them and keep shards aligned for the EMA.
+                            self.target.reshard()
                         loss, per_config = self.student(clips, pairs, targets)
                     sync = j == cfg.grad_accum - 1 or ctx.mode != "ddp"
                     if sync:
