@@ -217,9 +217,47 @@ class Pretrainer:
         return self.ckpt.save(self.step, self.student_raw, self.target, self.optimizer, meta)
 
     # ------------------------------------------------------------------------------------------- train
-    def _ema(self) -> None:
+    def train_step(self, micro_batches: list[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]],
+                   lr: float, ema_backend: str = "auto") -> torch.Tensor:
+        """One optimizer step over `grad_accum` micro-batches, then the EMA update; advances `self.step`.
+
+        micro_batches: per micro-batch (clips [b, C, T, H, W], per mask config (context [b, Kc], target [b, Kt])).
+        Returns [loss, loss_short, loss_long, target_std], averaged over micro-batches and processes.
+        """
+        cfg, ctx = self.cfg, self.ctx
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        sums = torch.zeros(4, device=ctx.device)
+        for j, (clips, pairs) in enumerate(micro_batches):
+            clips = clips.to(ctx.device, non_blocking=True)
+            pairs = [(c.to(ctx.device), t.to(ctx.device)) for c, t in pairs]
+            with autocast:
+                with torch.no_grad():
+                    h = self.target(clips)
+                    targets = F.layer_norm(h.float(), (h.size(-1),), eps=1e-5)
+                if ctx.mode == "fsdp":
+                    # FSDP2 keeps a root module's parameters gathered after forward (for backward); the
+                    # target has no backward, so free them and keep its shards aligned for the EMA.
+                    self.target.reshard()
+                loss, per_config = self.student(clips, pairs, targets)
+            scaled = loss / len(micro_batches)
+            if ctx.mode == "ddp" and j < len(micro_batches) - 1:
+                with self.student.no_sync():
+                    scaled.backward()
+            else:
+                scaled.backward()
+            per = [x.detach().float() for x in per_config[:2]] + [loss.detach().float()] * (2 - len(per_config))
+            # Collapse monitor: per-channel std across samples of the clip-averaged target features.
+            spread = h.float().mean(1).std(0, unbiased=False).mean() if h.size(0) > 1 else h.new_zeros(())
+            sums += torch.stack([loss.detach().float(), *per, spread.float()])
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         ema_update_([local_tensor(p) for p in self.target.parameters()],
-                    [local_tensor(p) for p in self.encoder.parameters()], self.cfg.optim.ema_momentum)
+                    [local_tensor(p) for p in self.encoder.parameters()], cfg.optim.ema_momentum,
+                    backend=ema_backend)
+        self.step += 1
+        return all_reduce_mean(sums / len(micro_batches), ctx)
 
     def train(self, max_steps: int | None = None, progress: bool = True) -> TrainResult:
         """Runs until the end of the schedule (or `max_steps` more steps); saves on the way and at the end."""
@@ -233,7 +271,6 @@ class Pretrainer:
 
             bar = tqdm(total=cfg.total_steps, initial=self.step, desc=f"pretrain {cfg.model}", unit="step",
                        dynamic_ncols=True)
-        autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         loader = masks = it = None
         phase_name = None
         try:
@@ -244,11 +281,7 @@ class Pretrainer:
                     it, phase_name = iter(loader), name
                 t0 = time.perf_counter()
                 lr = self.lr(self.step)
-                for g in self.optimizer.param_groups:
-                    g["lr"] = lr
-                loss_sum = torch.zeros((), device=ctx.device)
-                per_sum = torch.zeros(2, device=ctx.device)
-                std_sum = torch.zeros((), device=ctx.device)
+                micro = []
                 for j in range(cfg.grad_accum):
                     try:
                         batch = next(it)
@@ -256,35 +289,11 @@ class Pretrainer:
                         it = iter(loader)
                         batch = next(it)
                     skipped.update(count_skips(batch))
-                    clips = batch["video"].to(ctx.device, non_blocking=True)
                     world_mb = self.micro_batch * ctx.world_size
-                    pairs = [(p.context[ctx.rank::ctx.world_size].to(ctx.device),
-                              p.target[ctx.rank::ctx.world_size].to(ctx.device))
+                    pairs = [(p.context[ctx.rank::ctx.world_size], p.target[ctx.rank::ctx.world_size])
                              for p in masks.for_step(world_mb, self.step * cfg.grad_accum + j)]
-                    with autocast:
-                        with torch.no_grad():
-                            h = self.target(clips)
-                            targets = F.layer_norm(h.float(), (h.size(-1),), eps=1e-5)
-                        if ctx.mode == "fsdp":
-                            # FSDP2 keeps a root module's parameters gathered after forward (for backward);
-                            # the target has no backward, so free them and keep shards aligned for the EMA.
-                            self.target.reshard()
-                        loss, per_config = self.student(clips, pairs, targets)
-                    sync = j == cfg.grad_accum - 1 or ctx.mode != "ddp"
-                    if sync:
-                        (loss / cfg.grad_accum).backward()
-                    else:
-                        with self.student.no_sync():
-                            (loss / cfg.grad_accum).backward()
-                    loss_sum += loss.detach().float()
-                    per_sum[: len(per_config)] += torch.stack([x.detach().float() for x in per_config])[:2]
-                    # Collapse monitor: per-channel std across samples of the clip-averaged target features.
-                    std_sum += h.float().mean(1).std(0, unbiased=False).mean() if h.size(0) > 1 else 0.0
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self._ema()
-                self.step += 1
-                stats = all_reduce_mean(torch.cat([loss_sum[None], per_sum, std_sum[None]]) / cfg.grad_accum, ctx)
+                    micro.append((batch["video"], pairs))
+                stats = self.train_step(micro, lr)
                 loss_v, short_v, long_v, std_v = stats.tolist()
                 dt = time.perf_counter() - t0
                 result.losses.append(loss_v)
