@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Closed-loop latent MPC with V-JEPA 2-AC on a Franka arm, or on the embedded simulator.
+
+Simulation (everything on this machine; franky-sim speaks the real libfranka protocol on loopback):
+    python robot/run_mpc.py --sim --goal-offset 0.06 0.06 -0.06 --max-steps 5 --log-dir runs/mpc
+    python robot/run_mpc.py --sim --goal goal.png --encoder enc.safetensors --predictor vjepa2-ac-vitg.pt
+
+Real rig (the control PC):
+  1. A real-time kernel (PREEMPT_RT) on the control PC, the arm's FCI enabled in Desk, brakes released, the
+     arm in its "ready" pose, the user stop in reach. Real time is ENFORCED (RealtimeConfig.kEnforce): run
+     as a user allowed real-time scheduling (e.g. `ulimit -r 99` via /etc/security/limits.conf).
+  2. A camera looking at the workspace like DROID's exterior camera: --camera opencv --camera-device 0, or
+     --camera realsense. Frames are centre-cropped to a square and resized to 256 px.
+  3. python robot/run_mpc.py --robot-ip 172.16.0.2 --camera realsense --goal goal.png \\
+         --encoder vitg.safetensors --predictor vjepa2-ac-vitg.pt --max-steps 20 --log-dir runs/real
+Safety: targets are clamped to --workspace-min/--workspace-max, one action moves at most --max-step m, the
+1 kHz loop limits Cartesian velocity/acceleration/jerk (well inside the FR3's limits), a plan with NaN/inf
+is refused, and without a new plan for --planner-timeout s the arm brakes and holds. Ctrl-C or any error
+brakes the arm to a stop and finishes the motion cleanly. Logs: DIR/episode (our episode format, readable
+by `vjepa-fast train-ac`), DIR/mpc_log.jsonl, DIR/mpc.png, DIR/control_log.npz, DIR/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+_LOG = logging.getLogger("run_mpc")
+
+
+def load_image(path: str, what: str) -> np.ndarray:
+    """RGB uint8 [H, W, 3] from an image file, or a ValueError naming the argument."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} {path!r} does not exist")
+    try:
+        with Image.open(p) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{what} {path!r} is not an image ({exc})") from exc
+
+
+def build_world_model(args: argparse.Namespace):
+    import torch
+
+    from vjepa_fast.models import ACPredictorConfig, ActionConditionedPredictor, EncoderConfig, VideoEncoder
+    from vjepa_fast.planning import WorldModel
+
+    encoder = predictor = None
+    if args.predictor:
+        if args.predictor.endswith(".safetensors"):
+            from vjepa_fast.checkpoints import load_safetensors
+
+            loaded = load_safetensors(args.predictor)
+        else:
+            from vjepa_fast.checkpoints import load_official
+
+            loaded = load_official(args.predictor)
+        predictor, encoder = loaded.predictor, loaded.encoder
+        if not isinstance(predictor, ActionConditionedPredictor):
+            raise ValueError(f"--predictor {args.predictor} holds no action-conditioned predictor")
+    if args.encoder:
+        from vjepa_fast.checkpoints import load_official, load_safetensors
+
+        enc = (load_safetensors(args.encoder) if args.encoder.endswith(".safetensors")
+               else load_official(args.encoder)).encoder
+        if enc is None:
+            raise ValueError(f"--encoder {args.encoder} holds no encoder")
+        encoder = enc
+    if predictor is None:
+        _LOG.warning("no --predictor given: using a RANDOMLY INITIALISED %r world model. The loop, the safety "
+                     "layer and the logs are real; the plans are not meaningful.", args.random_model)
+        torch.manual_seed(args.seed)
+        preset = args.random_model
+        encoder = VideoEncoder(getattr(EncoderConfig, preset)())
+        predictor = ActionConditionedPredictor(getattr(ACPredictorConfig, preset)())
+    if encoder is None:
+        raise ValueError("the predictor checkpoint has no encoder: pass --encoder")
+    return WorldModel(encoder.eval(), predictor.eval(), dtype=args.dtype)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--sim", action="store_true", help="start franky-sim (MuJoCo) on loopback and use it")
+    where.add_argument("--robot-ip", help="IP of a real Franka arm (FCI); real time is enforced")
+    g = p.add_argument_group("goal")
+    g.add_argument("--goal", nargs="+", metavar="IMAGE", help="goal image, or a sequence of sub-goal images")
+    g.add_argument("--goal-offset", nargs=3, type=float, metavar=("DX", "DY", "DZ"),
+                   help="(--sim) make the goal image by moving the arm by this offset (m) and rendering it")
+    g.add_argument("--subgoal-threshold", type=float, default=None,
+                   help="latent distance below which the next sub-goal is taken")
+    m = p.add_argument_group("world model")
+    m.add_argument("--encoder", help="encoder checkpoint (our .safetensors or Meta's .pt)")
+    m.add_argument("--predictor", help="AC predictor checkpoint (Meta's vjepa2-ac-*.pt or our .safetensors)")
+    m.add_argument("--random-model", default="tiny", choices=["tiny", "cpu_small"],
+                   help="random model preset when no checkpoint is given (default tiny)")
+    m.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="rollout dtype")
+    c = p.add_argument_group("planner (CEM)")
+    c.add_argument("--samples", type=int, default=64, help="samples per iteration (paper: 800)")
+    c.add_argument("--topk", type=int, default=8, help="elites (paper: 10)")
+    c.add_argument("--iterations", type=int, default=3, help="CEM iterations (paper: 10)")
+    c.add_argument("--horizon", type=int, default=2, help="actions per plan")
+    c.add_argument("--momentum", type=float, default=0.15, help="momentum of mean/std updates")
+    c.add_argument("--bound", default="box", choices=["box", "ball"], help="per-axis box or L2 ball of --max-step")
+    c.add_argument("--plan-gripper", action="store_true", help="plan the gripper too (default: hold it)")
+    c.add_argument("--seed", type=int, default=0)
+    s = p.add_argument_group("safety and timing")
+    s.add_argument("--max-step", type=float, default=0.05, help="largest translation per action, m")
+    s.add_argument("--workspace-min", nargs=3, type=float, default=(0.25, -0.45, 0.08))
+    s.add_argument("--workspace-max", nargs=3, type=float, default=(0.80, 0.45, 0.75))
+    s.add_argument("--max-velocity", type=float, default=0.25, help="Cartesian, m/s")
+    s.add_argument("--max-acceleration", type=float, default=1.5, help="m/s^2")
+    s.add_argument("--max-jerk", type=float, default=30.0, help="m/s^3")
+    s.add_argument("--planner-timeout", type=float, default=120.0, help="s without a plan before the arm holds")
+    s.add_argument("--settle-timeout", type=float, default=30.0, help="s to reach each target")
+    s.add_argument("--error-recovery", action="store_true", help="run automatic_error_recovery() after a reflex")
+    r = p.add_argument_group("run")
+    r.add_argument("--max-steps", type=int, default=10, help="MPC steps (plans executed)")
+    r.add_argument("--log-dir", default="runs/mpc", help="where the episode, logs and plots go")
+    r.add_argument("--camera", default=None, choices=["sim", "opencv", "realsense"],
+                   help="default: sim with --sim, opencv otherwise")
+    r.add_argument("--camera-device", default=0, help="OpenCV device index or path")
+    r.add_argument("--camera-fps", type=float, default=10.0)
+    r.add_argument("--no-gripper", action="store_true", help="do not connect to the gripper")
+    r.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if args.goal is None and args.goal_offset is None:
+        p.error("give --goal IMAGE [IMAGE ...] or (with --sim) --goal-offset DX DY DZ")
+    if args.goal_offset is not None and not args.sim:
+        p.error("--goal-offset needs --sim (it renders the goal in the simulator)")
+    if args.max_steps < 1:
+        p.error(f"--max-steps must be >= 1, got {args.max_steps}")
+    return args
+
+
+def _render_goal(control, camera, offset: np.ndarray, settle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Moves the arm by `offset`, renders the goal frame, moves back. Returns (frame, goal xyz, start xyz)."""
+    from robot import shm
+
+    start = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+    goal = np.clip(start + offset, control.safety.workspace_min, control.safety.workspace_max)
+    for target in (goal, start):
+        control.send_target(target, 0.0)
+        if not control.wait_settled(settle):
+            raise RuntimeError("the arm did not reach the goal pose while rendering the goal image")
+        if target is goal:
+            time.sleep(0.3)  # a fresh frame after the arm stopped
+            frame = camera.latest()[0]
+    return frame, goal, start
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    from robot.camera import CameraProcess, save_png
+    from robot.control import ControlProcess
+    from robot.mpc import MPCRunner
+    from robot.safety import SafetyConfig
+    from robot.sim import SimServer
+    from vjepa_fast.planning import CEMPlanner, PlannerConfig
+
+    log_dir = Path(args.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        goal_frames = [load_image(g, "--goal") for g in (args.goal or [])]
+        safety = SafetyConfig(workspace_min=tuple(args.workspace_min), workspace_max=tuple(args.workspace_max),
+                              max_step=args.max_step, max_velocity=args.max_velocity,
+                              max_acceleration=args.max_acceleration, max_jerk=args.max_jerk,
+                              planner_timeout=args.planner_timeout)
+        planner_cfg = PlannerConfig(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
+                                    horizon=args.horizon, momentum_pos=args.momentum, momentum_grip=args.momentum,
+                                    max_norm=args.max_step, bound=args.bound,
+                                    gripper="plan" if args.plan_gripper else "hold", seed=args.seed,
+                                    dtype=args.dtype)
+        world_model = build_world_model(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"run_mpc: error: {exc}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave a core to the 1 kHz loop
+    planner = CEMPlanner(world_model, planner_cfg)
+
+    sim = camera = control = gripper = None
+    try:
+        if args.sim:
+            sim = SimServer(log_dir / "sim").start()
+            ip = sim.hostname
+            _LOG.info("franky-sim (MuJoCo) running on %s", ip)
+        else:
+            ip = args.robot_ip
+        kind = args.camera or ("sim" if args.sim else "opencv")
+        if kind == "sim":
+            if sim is None:
+                raise ValueError("--camera sim needs --sim")
+            camera = CameraProcess("sim", fps=args.camera_fps, scene_xml=str(sim.scene_xml),
+                                   qpos_name=sim.qpos_name, nq_max=sim.NQ_MAX)
+        else:
+            camera = CameraProcess(kind, fps=args.camera_fps, device=args.camera_device)
+        camera.start()
+        control = ControlProcess(ip, safety, log_dir / "control_log.npz", enforce_realtime=not args.sim,
+                                 error_recovery=args.error_recovery)
+        control.start()
+        if not args.no_gripper:
+            import pylibfranka
+
+            gripper = pylibfranka.Gripper(ip)
+        goal_xyz = None
+        if args.goal_offset is not None:
+            frame, goal_xyz, _ = _render_goal(control, camera, np.asarray(args.goal_offset), args.settle_timeout)
+            save_png(frame, log_dir / "goal.png")
+            goal_frames = [frame] + goal_frames
+            _LOG.info("goal image rendered at end-effector position %s -> %s", np.round(goal_xyz, 4).tolist(),
+                      log_dir / "goal.png")
+        runner = MPCRunner(world_model, planner, control, camera, safety, goal_frames, log_dir, gripper=gripper,
+                           settle_timeout=args.settle_timeout, goal_xyz=goal_xyz,
+                           subgoal_threshold=args.subgoal_threshold)
+        summary = runner.run(args.max_steps)
+    except KeyboardInterrupt:
+        print("run_mpc: interrupted: the arm was stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - report, then stop everything below
+        print(f"run_mpc: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if control is not None:
+            control.close()
+        if camera is not None:
+            camera.close()
+        if sim is not None:
+            sim.stop()
+    plan_s = [r.plan_seconds for r in summary.records]
+    print(f"run_mpc: {summary.steps} steps, {'finished' if summary.ok else 'STOPPED: ' + summary.reason}; "
+          f"planning {np.mean(plan_s) if plan_s else float('nan'):.2f} s/step; logs in {log_dir}")
+    if summary.records and summary.records[0].ee_distance_to_goal is not None:
+        d = [r.ee_distance_to_goal for r in summary.records]
+        print(f"run_mpc: end-effector distance to the goal pose: {d[0]:.3f} m -> {d[-1]:.3f} m")
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
