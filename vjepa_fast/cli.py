@@ -101,10 +101,19 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr_peak=3e-4")
     p.set_defaults(func=_cmd_pretrain)
+
+    sub.add_parser("train-ac", add_help=False,
+                   help="V-JEPA 2-AC post-training of the action-conditioned predictor (--config FILE; see "
+                        "`vjepa-fast train-ac --help`)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-ac"]:  # its own argument parser (vjepa_fast.train.ac.main)
+        from vjepa_fast.train.ac import main as train_ac_main
+
+        return train_ac_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

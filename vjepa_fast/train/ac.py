@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from vjepa_fast.train.schedule import warmup_constant_cooldown
 from vjepa_fast.models import ACKVCache, ACPredictorConfig, ActionConditionedPredictor
 
 __all__ = [
@@ -120,13 +121,9 @@ def warmup_constant_decay(
 ) -> float:
     """Linear warmup lr_start -> lr_peak over `warmup_steps`, constant, then linear decay to lr_final over the
     last `decay_steps` of `total_steps` (the V-JEPA 2-AC recipe: 7.5e-5 -> 4.25e-4, constant, -> 0)."""
-    if step < warmup_steps:
-        return lr_start + (lr_peak - lr_start) * step / max(1, warmup_steps)
-    decay_start = total_steps - decay_steps
-    if decay_steps > 0 and step >= decay_start:
-        frac = min(1.0, (step - decay_start) / decay_steps)
-        return lr_peak + (lr_final - lr_peak) * frac
-    return lr_peak
+    return warmup_constant_cooldown(step, lr_start=lr_start, lr_peak=lr_peak, lr_final=lr_final,
+                                    warmup_steps=warmup_steps, constant_until=total_steps - decay_steps,
+                                    cooldown_steps=decay_steps)
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
