@@ -30,15 +30,16 @@ STARTING, RUNNING, FINISHED, FAILED = 0.0, 1.0, 2.0, 3.0
 class SeqlockArray:
     """A named shared float64 or uint8 array with a seqlock in slot 0 of a small header."""
 
-    def __init__(self, name: str | None, shape: tuple[int, ...], dtype: np.dtype, create: bool) -> None:
+    def __init__(self, name: str | None, shape: tuple[int, ...], dtype: np.dtype, create: bool,
+                 untrack: bool = False) -> None:
         self.shape, self.dtype = shape, np.dtype(dtype)
         nbytes = int(np.prod(shape)) * self.dtype.itemsize
         header = 16  # uint64 sequence + float64 write time
         self._shm = shared_memory.SharedMemory(name=name, create=create, size=header + nbytes)
         self.name = self._shm.name
-        if not create:
-            # Only the creator owns (and unlinks) the block; Python < 3.13 would also track it here and
-            # unlink it when this process exits.
+        if untrack:
+            # For a process started outside multiprocessing (its own resource tracker): only the creator owns
+            # (and unlinks) the block; Python < 3.13 would track it here too and unlink it when this exits.
             from multiprocessing import resource_tracker
 
             try:

@@ -69,7 +69,7 @@ def serve(hostname: str, scene_xml: str, qpos_name: str | None, ready_file: str 
         with franky_sim.SimulationServer(sim, hostname_candidates=[hostname]) as server:
             block = None
             if qpos_name:
-                block = shm.SeqlockArray(qpos_name, (sim.model.nq,), np.float64, create=False)
+                block = shm.SeqlockArray(qpos_name, (sim.model.nq,), np.float64, create=False, untrack=True)
 
                 def publish(s: Any) -> None:
                     block.begin_write()

@@ -55,6 +55,93 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_world_model(args: argparse.Namespace):
+    """Encoder and AC predictor from files (our safetensors, or Meta's .pt; one file may hold both)."""
+    import torch
+
+    from vjepa_fast.checkpoints import load_official, load_safetensors
+    from vjepa_fast.planning import WorldModel
+
+    def load(path: str):
+        return load_safetensors(path) if str(path).endswith(".safetensors") else load_official(path)
+
+    enc_file = load(args.encoder)
+    pred_file = enc_file if args.predictor in (None, args.encoder) else load(args.predictor)
+    if enc_file.encoder is None:
+        raise SystemExit(f"error: {args.encoder} holds no encoder")
+    if pred_file.kind != "ac" or pred_file.predictor is None:
+        raise SystemExit(f"error: {args.predictor or args.encoder} holds no action-conditioned predictor")
+    device = torch.device(args.device)
+    return WorldModel(enc_file.encoder.to(device), pred_file.predictor.to(device), dtype=args.dtype)
+
+
+def _planner_config(args: argparse.Namespace):
+    from vjepa_fast.planning import PlannerConfig
+
+    base = PlannerConfig.paper() if args.preset == "paper" else PlannerConfig.cpu_small()
+    overrides = {k: v for k, v in {
+        "num_samples": args.samples, "topk": args.topk, "iterations": args.iterations, "horizon": args.horizon,
+        "max_norm": args.max_norm, "bound": args.bound, "gripper": args.gripper, "seed": args.seed,
+        "dtype": args.dtype}.items() if v is not None}
+    return base.replace(**overrides)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from vjepa_fast.planning import CEMPlanner
+
+    cfg = _planner_config(args)
+    wm = _load_world_model(args)
+    state = torch.tensor([args.state], dtype=torch.float32, device=args.device)
+    planner = CEMPlanner(wm, cfg)
+    z_obs = wm.encode_image_files([args.obs]).to(args.device)
+    z_goal = wm.encode_image_files([args.goal]).to(args.device)
+    t0 = time.perf_counter()
+    res = planner.plan(z_obs, state, z_goal).cpu()  # .cpu(): the only host sync of the plan
+    dt = time.perf_counter() - t0
+    print(f"plan: {cfg.num_samples} samples, top-{cfg.topk}, {cfg.iterations} iterations, horizon {cfg.horizon}, "
+          f"{cfg.dtype}, {dt:.2f} s")
+    for h, a in enumerate(res.actions[0].tolist()):
+        print(f"step {h}: dxyz = ({a[0]:+.4f}, {a[1]:+.4f}, {a[2]:+.4f}) m  drot = (0, 0, 0)  dgrip = {a[6]:+.3f}")
+    print(f"energy of the plan: {res.energy[0].item():.5f}")
+    print("best energy per iteration: " + " ".join(f"{e:.5f}" for e in res.stats["best"][0].tolist()))
+    return 0
+
+
+def _cmd_energy_landscape(args: argparse.Namespace) -> int:
+    import torch
+
+    from vjepa_fast.planning.landscape import energy_landscape, save_landscape_png
+
+    wm = _load_world_model(args)
+    state = torch.tensor([args.state], dtype=torch.float32, device=args.device)
+    z_obs = wm.encode_image_files([args.obs]).to(args.device)
+    z_goal = wm.encode_image_files([args.goal]).to(args.device)
+    grid, xs, ys = energy_landscape(wm, z_obs, state, z_goal, steps=args.steps, extent=args.extent,
+                                    plane=args.plane, fixed=args.fixed)
+    out = save_landscape_png(grid, xs, ys, args.out, plane=args.plane,
+                             title=f"energy over one-step d{args.plane[0]}/d{args.plane[1]}")
+    iy, ix = divmod(int(grid.argmin()), grid.shape[1])
+    print(f"wrote {out}; minimum {grid.min().item():.5f} at d{args.plane[0]} = {xs[ix]:+.4f}, "
+          f"d{args.plane[1]} = {ys[iy]:+.4f} m")
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoder", required=True, help="encoder file (.safetensors from vjepa_fast, or Meta's .pt)")
+    p.add_argument("--predictor", default=None, help="AC predictor file (default: the encoder file, e.g. "
+                   "vjepa2-ac-vitg.pt holds both)")
+    p.add_argument("--obs", required=True, help="observation image (PNG/JPEG)")
+    p.add_argument("--goal", required=True, help="goal image")
+    p.add_argument("--state", type=float, nargs=7, default=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                   metavar="S", help="end-effector state: x y z (m) roll pitch yaw (rad, extrinsic xyz) gripper")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="rollout dtype")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa-fast",
@@ -105,6 +192,37 @@ encoder.safetensors (the target encoder, for downstream use).""",
     sub.add_parser("train-ac", add_help=False,
                    help="V-JEPA 2-AC post-training of the action-conditioned predictor (--config FILE; see "
                         "`vjepa-fast train-ac --help`)")
+
+    p = sub.add_parser(
+        "plan",
+        help="plan end-effector actions from an observation image to a goal image (CEM in latent space)",
+        description="Encodes both images with the frozen encoder, then runs the CEM planner (SPEC section 6) "
+        "with the action-conditioned predictor and prints the planned actions and their energy.",
+    )
+    _add_model_args(p)
+    p.add_argument("--preset", default="cpu-small", choices=["cpu-small", "paper"],
+                   help="planner preset (cpu-small: 200 samples, 5 iterations, horizon 2; paper: 800, 10, 1)")
+    p.add_argument("--samples", type=int, default=None, help="samples per iteration")
+    p.add_argument("--topk", type=int, default=None, help="elites per iteration")
+    p.add_argument("--iterations", type=int, default=None, help="CEM iterations")
+    p.add_argument("--horizon", type=int, default=None, help="actions per plan")
+    p.add_argument("--max-norm", type=float, default=None, help="largest xyz step (m, default 0.075)")
+    p.add_argument("--bound", default=None, choices=["box", "ball"], help="xyz step bound (default box)")
+    p.add_argument("--gripper", default=None, choices=["hold", "plan"], help="hold or plan the gripper")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser(
+        "energy-landscape",
+        help="write a PNG heatmap of the planning energy over a grid of one-step xyz deltas",
+    )
+    _add_model_args(p)
+    p.add_argument("--steps", type=int, default=21, help="grid points per axis (default 21)")
+    p.add_argument("--extent", type=float, default=0.075, help="grid half-width in m (default 0.075)")
+    p.add_argument("--plane", default="xy", choices=["xy", "xz", "yz"], help="axes varied (default xy)")
+    p.add_argument("--fixed", type=float, default=0.0, help="delta of the third axis (m, default 0)")
+    p.add_argument("--out", default="energy_landscape.png", help="PNG to write")
+    p.set_defaults(func=_cmd_energy_landscape)
     return parser
 
 

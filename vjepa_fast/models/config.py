@@ -91,7 +91,8 @@ class EncoderConfig(_ConfigBase):
     """Video ViT encoder (`VideoEncoder`).
 
     Presets: `vit_large` / `vit_huge` / `vit_giant` (the released V-JEPA 2 encoders, 256 px, 64 frames),
-    `vit_giant_384`, and small ones for tests and CPU demos: `tiny` (the reference fixtures' size) and `small`.
+    `vit_giant_384`, and small ones for tests and CPU demos: `tiny` (the reference fixtures' size), `small` and
+    `cpu_small` (the CPU planning preset's encoder).
     """
 
     embed_dim: int
@@ -152,6 +153,12 @@ class EncoderConfig(_ConfigBase):
     def small(cls, **overrides: Any) -> EncoderConfig:
         """Width 384, depth 12, 6 heads (head dim 64), 128 px, 16 frames: CPU demos (21.5M parameters)."""
         return cls(**{"embed_dim": 384, "depth": 12, "num_heads": 6, "img_size": 128, "num_frames": 16, **overrides})
+
+    @classmethod
+    def cpu_small(cls, **overrides: Any) -> EncoderConfig:
+        """Width 192, depth 4, 3 heads (head dim 64), 128 px -> 8x8 tokens per frame: the `cpu-small` planning
+        preset's encoder (SPEC section 6 on the CPU)."""
+        return cls(**{"embed_dim": 192, "depth": 4, "num_heads": 3, "img_size": 128, "num_frames": 16, **overrides})
 
 
 @dataclass(frozen=True)
@@ -297,6 +304,22 @@ class ACPredictorConfig(_ConfigBase):
                 "num_heads": 2,
                 "img_size": 64,
                 "num_frames": 8,
+                **overrides,
+            }
+        )
+
+    @classmethod
+    def cpu_small(cls, **overrides: Any) -> ACPredictorConfig:
+        """Width 256, depth 6, 4 heads (head dim 64) over the 192-wide `EncoderConfig.cpu_small`, 128 px
+        (8x8 tokens per frame), 16 frames (8 time steps): the `cpu-small` planning preset's predictor."""
+        return cls(
+            **{
+                "embed_dim": 192,
+                "predictor_embed_dim": 256,
+                "depth": 6,
+                "num_heads": 4,
+                "img_size": 128,
+                "num_frames": 16,
                 **overrides,
             }
         )

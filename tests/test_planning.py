@@ -1,0 +1,304 @@
+"""Latent planning: CEM planner on known energies, KV-cache rollout vs full recompute, planner vs the
+Meta-style reference, sub-goals / warm start / batching, energy landscape, CLI, bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vjepa_fast.models import ActionConditionedPredictor, ACPredictorConfig, EncoderConfig, VideoEncoder
+from vjepa_fast.planning import (
+    CEMPlanner,
+    GoalSequence,
+    PlannerConfig,
+    PlanningModel,
+    WorldModel,
+    shift_plan,
+    to_actions,
+)
+from vjepa_fast.planning.reference import ReferencePlanner
+
+# ------------------------------------------------------------------------------------------ toy models
+
+
+class PointModel:
+    """Known dynamics: the latent of a state is features of the end-effector position p (xyz);
+    a rollout moves p by the summed xyz deltas. quadratic=True: latent = (p - c)^2 so that the planner's
+    L1 energy against a zero goal is the quadratic mean((p - c)^2)."""
+
+    def __init__(self, n: int = 4, d: int = 6, quadratic_center: torch.Tensor | None = None) -> None:
+        g = torch.Generator().manual_seed(3)
+        self.center = quadratic_center
+        self.latent_shape = (1, 3) if quadratic_center is not None else (n, d)
+        self.w = torch.randn(3, n * d, generator=g)
+
+    def latent(self, p: torch.Tensor) -> torch.Tensor:
+        """p [..., 3] -> [..., N, D]."""
+        if self.center is not None:
+            return ((p - self.center) ** 2)[..., None, :]
+        return (p @ self.w).unflatten(-1, self.latent_shape)
+
+    def rollout(self, z0, state, actions):
+        p = state[:, None, :3] + actions[..., :3].sum(dim=2)  # [B, S, 3]
+        return self.latent(p)
+
+
+def _tiny_predictor(action_std: float = 2.0, seed: int = 0) -> ActionConditionedPredictor:
+    torch.manual_seed(seed)
+    pred = ActionConditionedPredictor(ACPredictorConfig.tiny()).eval()
+    with torch.no_grad():  # random weights that make the action matter (trunc-normal 0.02 barely does)
+        pred.action_encoder.weight.normal_(0.0, action_std)
+    return pred
+
+
+def _latents(b: int, n: int, d: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.layer_norm(torch.randn(b, n, d, generator=g), (d,))
+
+
+STATE = torch.tensor([[0.45, -0.05, 0.30, 3.0, 0.1, -0.2, 0.5]])
+
+# --------------------------------------------------------------------------------------- known energies
+
+
+def test_point_model_is_a_planning_model():
+    assert isinstance(PointModel(), PlanningModel)
+
+
+@pytest.mark.parametrize("bound", ["box", "ball"])
+def test_quadratic_energy_minimised(bound):
+    """Energy mean((p - c)^2) with c inside the bounds: the plan lands within 1 mm of c."""
+    c = torch.tensor([0.03, -0.02, 0.015])
+    model = PointModel(quadratic_center=c)
+    cfg = PlannerConfig(num_samples=300, topk=30, iterations=12, horizon=1, momentum_pos=0.1, bound=bound)
+    state = torch.zeros(1, 7)
+    res = CEMPlanner(model, cfg).plan(torch.zeros(1, 1, 3), state, torch.zeros(1, 1, 3))
+    assert (res.mean[0, 0] - c).abs().max() < 1e-3
+    assert res.energy.item() < 1e-6
+    assert res.stats["best"].shape == (1, 12)
+    # Elite energies never get worse by more than sampling noise, and end far below the start.
+    assert res.stats["elite_mean"][0, -1] < 0.01 * res.stats["elite_mean"][0, 0]
+
+
+def test_point_goal_reached_two_problems_batched():
+    """Two robots, two goals, one call: each plan's end point is within 3 mm of its goal; the first action
+    points at the goal; the held gripper stays 0 and rotations are 0."""
+    model = PointModel()
+    state = torch.zeros(2, 7)
+    state[1, :3] = torch.tensor([0.1, 0.2, 0.3])
+    target = state[:, :3] + torch.tensor([[0.09, -0.06, 0.03], [-0.05, 0.08, -0.1]])
+    cfg = PlannerConfig(num_samples=300, topk=20, iterations=10, horizon=2, momentum_pos=0.1)
+    res = CEMPlanner(model, cfg).plan(model.latent(state[:, :3]), state, model.latent(target))
+    end = state[:, :3] + res.actions[..., :3].sum(1)
+    assert (end - target).norm(dim=-1).max() < 3e-3
+    first = res.actions[:, 0, :3]
+    cos = F.cosine_similarity(first, target - state[:, :3], dim=-1)
+    assert (cos > 0.9).all()
+    assert (res.actions[..., 3:] == 0).all()
+
+
+def test_gripper_planned_and_bounded():
+    class GripModel(PointModel):
+        def rollout(self, z0, state, actions):
+            g = (state[:, None, 6] + actions[..., 6].sum(2)).clamp(0, 1)  # [B, S]
+            return (g - 0.8).abs()[..., None, None].expand(*g.shape, 1, 3)
+
+    model = GripModel(quadratic_center=torch.zeros(3))
+    cfg = PlannerConfig(num_samples=200, topk=20, iterations=8, horizon=1, gripper="plan", gripper_step=0.5)
+    state = torch.zeros(1, 7)
+    state[0, 6] = 0.5
+    res = CEMPlanner(model, cfg).plan(torch.zeros(1, 1, 3), state, torch.zeros(1, 1, 3))
+    assert res.mean.shape == (1, 1, 4)
+    assert abs(res.actions[0, 0, 6].item() - 0.3) < 0.02
+    assert res.std[0, 0, 3] <= 0.5
+
+
+def test_closed_loop_subgoals_and_warm_start():
+    """MPC on the point model: execute the first action, re-plan warm-started, switch sub-goals when reached."""
+    model = PointModel()
+    state = torch.zeros(1, 7)
+    goals_p = torch.tensor([[[0.1, 0.0, 0.0], [0.1, 0.1, 0.0]]])
+    goals = GoalSequence(model.latent(goals_p))
+    # Horizon 1 (the paper's): with an energy on the final latent only, the first of several steps is free.
+    cfg = PlannerConfig(num_samples=200, topk=20, iterations=6, horizon=1, momentum_pos=0.1)
+    planner = CEMPlanner(model, cfg)
+    init = None
+    for step in range(12):
+        res = planner.plan(model.latent(state[:, :3]), state, goals.current(), init_mean=init, seed=step)
+        state = state.clone()
+        state[:, :3] += res.actions[:, 0, :3]
+        init = shift_plan(res.mean)
+        reached = (model.latent(state[:, :3]) - goals.current()).abs().mean(dim=(-2, -1)) < 0.004
+        goals.advance(reached & ~goals.at_last())
+    assert bool(goals.at_last().all())
+    assert (state[0, :3] - goals_p[0, 1]).norm() < 0.01
+
+
+def test_shift_plan():
+    m = torch.arange(12.0).view(1, 3, 4)
+    out = shift_plan(m)
+    assert torch.equal(out[0, :2], m[0, 1:]) and torch.equal(out[0, 2], torch.zeros(4))
+
+
+# ---------------------------------------------------------------------------- world model rollouts
+
+
+@pytest.mark.parametrize("impl", ["module", "lean"])
+def test_kv_rollout_equals_full_recompute(impl):
+    """KV-cached rollout (3 steps, with rotations and a gripper) == the reference's full recompute."""
+    pred = _tiny_predictor()
+    n, d = pred.config.tokens_per_frame, pred.config.embed_dim
+    z0 = _latents(2, n, d)
+    state = STATE.repeat(2, 1)
+    g = torch.Generator().manual_seed(5)
+    actions = 0.05 * torch.randn(2, 3, 3, 7, generator=g)
+    wm = WorldModel(None, pred, dtype="float32", impl=impl)
+    ours = wm.rollout(z0, state, actions, return_all=True)  # [B, S, H, N, D]
+    ref = ReferencePlanner(pred, PlannerConfig(horizon=3))
+    for b in range(2):
+        torch.testing.assert_close(ours[b, :, -1], ref.rollout(z0[b], state[b], actions[b]), atol=2e-5, rtol=2e-5)
+    assert ours.shape == (2, 3, 3, n, d)
+    # Chunking over samples changes nothing.
+    chunked = WorldModel(None, pred, dtype="float32", impl=impl, chunk_samples=4).rollout(z0, state, actions)
+    torch.testing.assert_close(chunked, ours[:, :, -1], atol=1e-6, rtol=1e-6)
+
+
+def test_lean_bf16_error_within_twice_module_bf16():
+    """Low-precision rule: lean bf16's error vs fp32 is at most 2x the module forward's bf16 error."""
+    pred = _tiny_predictor()
+    n, d = pred.config.tokens_per_frame, pred.config.embed_dim
+    z0, state = _latents(1, n, d), STATE
+    actions = 0.05 * torch.randn(1, 16, 2, 7, generator=torch.Generator().manual_seed(2))
+    exact = WorldModel(None, pred, dtype="float32", impl="module").rollout(z0, state, actions)
+    err_module = (WorldModel(None, pred, dtype="bfloat16", impl="module").rollout(z0, state, actions) - exact).abs()
+    err_lean = (WorldModel(None, pred, dtype="bfloat16", impl="lean").rollout(z0, state, actions) - exact).abs()
+    assert err_lean.max() <= 2 * err_module.max()
+    assert err_lean.mean() <= 2 * err_module.mean()
+
+
+def test_encode_layer_norms_two_frame_clip():
+    torch.manual_seed(0)
+    enc = VideoEncoder(EncoderConfig.tiny()).eval()
+    pred = ActionConditionedPredictor(ACPredictorConfig.tiny())
+    wm = WorldModel(enc, pred)
+    img = torch.randn(2, 3, 64, 64)
+    z = wm.encode(img)
+    with torch.no_grad():
+        expect = F.layer_norm(enc(img[:, :, None].repeat(1, 1, 2, 1, 1)), (96,), eps=1e-5)
+    torch.testing.assert_close(z, expect, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="latents"):
+        wm.encode(torch.randn(1, 3, 32, 32))
+
+
+# ------------------------------------------------------------------------------- vs the reference
+
+
+def test_planner_fp32_matches_reference_planner():
+    """Same seed, fp32: our planner (KV cache, CEM ops) and the Meta-style reference reach the same plan and
+    energy (same Philox samples; only rounding differs)."""
+    pred = _tiny_predictor()
+    n, d = pred.config.tokens_per_frame, pred.config.embed_dim
+    z0 = _latents(1, n, d)
+    wm = WorldModel(None, pred, dtype="float32")
+    goal = wm.rollout(z0, STATE, to_actions(torch.tensor([[[[0.05, -0.03, 0.02], [0.03, 0.04, -0.02]]]])))[:, 0]
+    cfg = PlannerConfig(num_samples=24, topk=4, iterations=3, horizon=2, seed=7)
+    ours = CEMPlanner(wm, cfg).plan(z0, STATE, goal)
+    ref = ReferencePlanner(pred, cfg).plan(z0, STATE, goal)
+    torch.testing.assert_close(ours.mean, ref.mean, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours.energy, ref.energy, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours.stats["best"], ref.stats["best"], atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------- energy landscape
+
+
+def test_energy_landscape_png(tmp_path):
+    from vjepa_fast.planning.landscape import energy_landscape, save_landscape_png
+
+    model = PointModel()
+    state = torch.zeros(1, 7)
+    target = torch.tensor([[0.03, -0.045, 0.0]])
+    grid, xs, ys = energy_landscape(model, model.latent(state[:, :3]), state, model.latent(target), steps=13,
+                                    extent=0.075)
+    assert grid.shape == (13, 13)
+    iy, ix = divmod(int(grid.argmin()), 13)
+    assert abs(xs[ix] - 0.03) < 0.007 and abs(ys[iy] + 0.045) < 0.007
+    out = save_landscape_png(grid, xs, ys, tmp_path / "e.png", title="test")
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_plan_and_landscape(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from vjepa_fast.checkpoints import save_safetensors
+    from vjepa_fast.cli import main
+
+    torch.manual_seed(0)
+    enc = VideoEncoder(EncoderConfig.tiny(num_frames=8))
+    pred = ActionConditionedPredictor(ACPredictorConfig.tiny())
+    save_safetensors(tmp_path / "enc.safetensors", enc)
+    save_safetensors(tmp_path / "pred.safetensors", pred)
+    rng = np.random.default_rng(0)
+    for name in ("obs", "goal"):
+        Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    common = ["--encoder", str(tmp_path / "enc.safetensors"), "--predictor", str(tmp_path / "pred.safetensors"),
+              "--obs", str(tmp_path / "obs.png"), "--goal", str(tmp_path / "goal.png")]
+    assert main(["plan", *common, "--samples", "16", "--topk", "4", "--iterations", "2", "--horizon", "2",
+                 "--state", "0.4", "0", "0.3", "3.1", "0", "0", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "energy" in out and "step 0" in out
+    png = tmp_path / "land.png"
+    assert main(["energy-landscape", *common, "--steps", "5", "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+# -------------------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="horizon"):
+        PlannerConfig(horizon=0)
+    with pytest.raises(ValueError, match="topk"):
+        PlannerConfig(num_samples=5, topk=6)
+    with pytest.raises(ValueError, match="bound"):
+        PlannerConfig(bound="sphere")
+    with pytest.raises(ValueError, match="gripper"):
+        PlannerConfig(gripper="open")
+    with pytest.raises(ValueError, match="max_norm"):
+        PlannerConfig(max_norm=float("nan"))
+    with pytest.raises(ValueError, match="dtype"):
+        PlannerConfig(dtype="int8")
+
+
+def test_bad_plan_inputs():
+    pred = _tiny_predictor()
+    n, d = pred.config.tokens_per_frame, pred.config.embed_dim
+    planner = CEMPlanner(WorldModel(None, pred, dtype="float32"), PlannerConfig(num_samples=4, topk=2, horizon=1))
+    z = _latents(1, n, d)
+    with pytest.raises(ValueError, match="z_obs must be"):
+        planner.plan(z[:, :-1], STATE, z)
+    with pytest.raises(ValueError, match="z_goal must have the shape"):
+        planner.plan(z, STATE, _latents(1, n, d + 2))
+    with pytest.raises(ValueError, match="state must be"):
+        planner.plan(z, STATE[:, :6], z)
+    nan_goal = z.clone()
+    nan_goal[0, 3, 1] = math.nan
+    with pytest.raises(ValueError, match="z_goal holds NaN"):
+        planner.plan(z, STATE, nan_goal)
+    with pytest.raises(ValueError, match="init_mean"):
+        planner.plan(z, STATE, z, init_mean=torch.zeros(1, 2, 3))
+    with pytest.raises(ValueError, match="exceeds"):
+        CEMPlanner(WorldModel(None, pred), PlannerConfig(horizon=pred.config.max_steps + 1))
+    with pytest.raises(TypeError, match="PlanningModel"):
+        CEMPlanner(object(), PlannerConfig())
+    with pytest.raises(ValueError, match="not a matching pair"):
+        WorldModel(VideoEncoder(EncoderConfig.tiny(embed_dim=48)), pred)
+    with pytest.raises(ValueError, match="sub-goals"):
+        GoalSequence(z)

@@ -1,0 +1,315 @@
+"""Latent MPC planner: the Cross-Entropy Method over end-effector deltas (SPEC section 6) on the CEM ops.
+
+One `CEMPlanner.plan` call solves B independent problems (robots or goals) at once: per iteration it draws
+S candidate sequences per problem with `ops.cem_sample` (counter-based RNG: no generator state, no host
+sync), rolls them out with the world model, scores them by energy = mean |z_pred - z_goal| over tokens and
+channels, and refits the Gaussians to the top-k with `ops.cem_refit`. Nothing inside the iterations reads a
+value back to the host; per-iteration statistics stay tensors until the caller converts them.
+
+Action space: the planner searches A = 3 (xyz deltas; gripper held) or A = 4 (xyz + gripper delta) dims;
+rotation deltas are fixed to 0 as in the reference. `to_actions` expands a plan to 7-D robot actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from vjepa_fast.ops import cem_refit, cem_sample
+from vjepa_fast.planning.world_model import PlanningModel, as_dtype
+from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM
+
+__all__ = ["PlannerConfig", "PlanResult", "CEMPlanner", "GoalSequence", "to_actions", "shift_plan", "l1_energy"]
+
+BOUNDS = ("box", "ball")
+GRIPPER_MODES = ("hold", "plan")
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Every option of the CEM planner (SPEC section 6). Presets: `paper()`, `cpu_small()`.
+
+    num_samples: candidate sequences per problem and iteration. topk: elites (<= num_samples).
+    iterations: CEM iterations per plan. horizon: actions per sequence (>= 1).
+    momentum_pos / momentum_grip: new = m * old + (1 - m) * elite statistic, for the xyz / gripper dims
+        (mean and std alike).
+    max_norm: largest translation per step (m; paper robots 0.075). bound: "box" clips each xyz delta to
+        +-max_norm (the reference), "ball" projects the xyz delta onto the L2 ball of radius max_norm.
+    gripper: "hold" (gripper delta 0, A = 3) or "plan" (A = 4; delta in [-gripper_step, gripper_step]).
+    init_std: starting std of the xyz dims (None: max_norm); the gripper's starts at gripper_step.
+    min_std: floor of the refitted std. seed: Philox key (iteration i uses stream offset i).
+    dtype: the world model's compute dtype ("bfloat16" or "float32"), recorded for `WorldModel`.
+    validate: check input values (NaN goal, ...): None = only on the CPU (on CUDA it would sync).
+    """
+
+    num_samples: int = 400
+    topk: int = 10
+    iterations: int = 10
+    horizon: int = 2
+    momentum_pos: float = 0.15
+    momentum_grip: float = 0.15
+    max_norm: float = 0.075
+    bound: str = "box"
+    gripper: str = "hold"
+    gripper_step: float = 1.0
+    init_std: float | None = None
+    min_std: float = 0.0
+    seed: int = 0
+    dtype: str = "bfloat16"
+    validate: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "topk", "iterations", "horizon"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"PlannerConfig.{name} must be a positive int, got {v!r}")
+        if self.topk > self.num_samples:
+            raise ValueError(f"PlannerConfig.topk ({self.topk}) must be <= num_samples ({self.num_samples})")
+        for name in ("momentum_pos", "momentum_grip"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"PlannerConfig.{name} must be in [0, 1], got {v!r}")
+        for name in ("max_norm", "gripper_step"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 < v < float("inf"):
+                raise ValueError(f"PlannerConfig.{name} must be a finite float > 0, got {v!r}")
+        if self.init_std is not None and not 0.0 <= self.init_std < float("inf"):
+            raise ValueError(f"PlannerConfig.init_std must be None or a finite float >= 0, got {self.init_std!r}")
+        if not 0.0 <= self.min_std < float("inf"):
+            raise ValueError(f"PlannerConfig.min_std must be a finite float >= 0, got {self.min_std!r}")
+        if self.bound not in BOUNDS:
+            raise ValueError(f"PlannerConfig.bound must be one of {BOUNDS}, got {self.bound!r}")
+        if self.gripper not in GRIPPER_MODES:
+            raise ValueError(f"PlannerConfig.gripper must be one of {GRIPPER_MODES}, got {self.gripper!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"PlannerConfig.seed must be an int in [0, 2^63), got {self.seed!r}")
+        as_dtype(self.dtype)
+
+    @property
+    def action_dims(self) -> int:
+        """A: the searched dims per step (3 xyz, + 1 gripper when planned)."""
+        return 4 if self.gripper == "plan" else 3
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> PlannerConfig:
+        """The paper's scale: 800 samples, top-10, 10 iterations, horizon 1, 0.075 m steps."""
+        return cls(**{"num_samples": 800, "topk": 10, "iterations": 10, "horizon": 1, **overrides})
+
+    @classmethod
+    def cpu_small(cls, **overrides: Any) -> PlannerConfig:
+        """The `cpu-small` preset: 200 samples, top-10, 5 iterations, horizon 2."""
+        return cls(**{"num_samples": 200, "topk": 10, "iterations": 5, "horizon": 2, **overrides})
+
+    def replace(self, **changes: Any) -> PlannerConfig:
+        return replace(self, **changes)
+
+
+@dataclass
+class PlanResult:
+    """What `CEMPlanner.plan` returns (tensors stay on the planner's device; `.cpu()` to read them).
+
+    mean: [B, H, A] the plan in the searched dims (feed `shift_plan(mean)` as the next warm start).
+    actions: [B, H, 7] the plan as robot actions (rotation deltas 0). energy: [B] energy of the plan.
+    std: [B, H, A] the final spread. stats: per-iteration [B, iterations] tensors: "best" (lowest sample
+    energy), "elite_mean" (mean elite energy), "std" (mean std after the refit).
+    """
+
+    mean: torch.Tensor
+    actions: torch.Tensor
+    energy: torch.Tensor
+    std: torch.Tensor
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def cpu(self) -> PlanResult:
+        return PlanResult(self.mean.cpu(), self.actions.cpu(), self.energy.cpu(), self.std.cpu(),
+                          {k: v.cpu() for k, v in self.stats.items()})
+
+
+def l1_energy(z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    """mean |z - goal| over the last two dims: z [B, S, N, D], goal [B, N, D] -> [B, S] (fp32)."""
+    return (z.float() - goal.float()[:, None]).abs().mean(dim=(-2, -1))
+
+
+def to_actions(mean: torch.Tensor) -> torch.Tensor:
+    """Searched dims [..., A] (A = 3 or 4) -> 7-D actions [..., 7]: xyz, zero rotation, gripper (0 if A = 3)."""
+    if mean.shape[-1] not in (3, 4):
+        raise ValueError(f"expected [..., 3] or [..., 4] searched dims, got shape {tuple(mean.shape)}")
+    out = mean.new_zeros((*mean.shape[:-1], ACTION_DIM))
+    out[..., :3] = mean[..., :3]
+    if mean.shape[-1] == 4:
+        out[..., 6] = mean[..., 3]
+    return out
+
+
+def shift_plan(mean: torch.Tensor) -> torch.Tensor:
+    """Warm start for the next control step: [B, H, A] -> the plan advanced by one step, 0 appended."""
+    return torch.cat([mean[:, 1:], torch.zeros_like(mean[:, :1])], dim=1)
+
+
+class GoalSequence:
+    """Sub-goals per problem: latents [B, G, N, D]; `current()` is the goal each problem plans towards.
+
+    `advance(mask)` moves the problems where mask [B] is True to their next sub-goal (the last one stays);
+    `advance_if_reached(energy, threshold)` does so where the plan's energy is below the threshold. Both are
+    tensor ops: no host sync.
+    """
+
+    def __init__(self, goals: torch.Tensor) -> None:
+        if not isinstance(goals, torch.Tensor) or goals.dim() != 4 or goals.shape[1] < 1:
+            got = tuple(goals.shape) if isinstance(goals, torch.Tensor) else type(goals).__name__
+            raise ValueError(f"goals must be [B, G, N, D] with G >= 1 sub-goals, got {got}")
+        self.goals = goals
+        self.index = torch.zeros(goals.shape[0], dtype=torch.long, device=goals.device)
+
+    @property
+    def num_goals(self) -> int:
+        return self.goals.shape[1]
+
+    def current(self) -> torch.Tensor:
+        """[B, N, D] the current sub-goal of each problem."""
+        b = torch.arange(self.goals.shape[0], device=self.goals.device)
+        return self.goals[b, self.index]
+
+    def at_last(self) -> torch.Tensor:
+        """[B] bool: the problem is at its last sub-goal."""
+        return self.index == self.num_goals - 1
+
+    def advance(self, mask: torch.Tensor | None = None) -> None:
+        step = torch.ones_like(self.index) if mask is None else mask.to(self.index.device, torch.long)
+        self.index = (self.index + step).clamp_max(self.num_goals - 1)
+
+    def advance_if_reached(self, energy: torch.Tensor, threshold: float) -> None:
+        self.advance(energy.to(self.index.device) < threshold)
+
+
+def _check_problem(latent_shape: tuple[int, int], z_obs: Any, state: Any, z_goal: Any) -> int:
+    n, d = latent_shape
+    for name, t in (("z_obs", z_obs), ("state", state), ("z_goal", z_goal)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor, got {t.dtype}")
+    if z_obs.dim() != 3 or tuple(z_obs.shape[1:]) != (n, d):
+        raise ValueError(f"z_obs must be [B, N, D] = [B, {n}, {d}] (the world model's latents), got "
+                         f"{tuple(z_obs.shape)}")
+    b = z_obs.shape[0]
+    if tuple(z_goal.shape) != (b, n, d):
+        raise ValueError(f"z_goal must have the shape of z_obs, [B, N, D] = {(b, n, d)}, got {tuple(z_goal.shape)}")
+    if tuple(state.shape) != (b, STATE_DIM):
+        raise ValueError(f"state must be [B, {STATE_DIM}] = [{b}, {STATE_DIM}], got {tuple(state.shape)}")
+    return b
+
+
+def _check_values(z_obs: torch.Tensor, state: torch.Tensor, z_goal: torch.Tensor, init_mean: torch.Tensor | None):
+    for name, t in (("z_obs", z_obs), ("state", state), ("z_goal", z_goal), ("init_mean", init_mean)):
+        if t is not None and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} holds NaN or inf values")
+
+
+class CEMPlanner:
+    """CEM planner over any `PlanningModel` (`WorldModel`, or a model with the same `rollout`).
+
+    Use: `planner.plan(z_obs [B, N, D], state [B, 7], z_goal [B, N, D])` -> `PlanResult`; with images,
+    `planner.plan_images(obs, state, goal)` (needs a model with `encode_image_files`).
+    """
+
+    def __init__(self, model: PlanningModel, config: PlannerConfig | None = None) -> None:
+        if not isinstance(model, PlanningModel):
+            raise TypeError(f"model must implement PlanningModel (latent_shape, rollout), got {type(model).__name__}")
+        self.model = model
+        self.config = config or PlannerConfig()
+        if not isinstance(self.config, PlannerConfig):
+            raise TypeError(f"config must be a PlannerConfig, got {type(self.config).__name__}")
+        max_h = getattr(model, "max_horizon", None)
+        if max_h is not None and self.config.horizon > max_h:
+            raise ValueError(f"PlannerConfig.horizon {self.config.horizon} exceeds the model's {max_h} time steps")
+
+    def bounds(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lower, upper) [A] of the searched dims."""
+        cfg = self.config
+        hi = [cfg.max_norm] * 3 + ([cfg.gripper_step] if cfg.gripper == "plan" else [])
+        upper = torch.tensor(hi, dtype=torch.float32, device=device)
+        return -upper, upper
+
+    def initial(self, b: int, device: torch.device, init_mean: torch.Tensor | None = None):
+        """(mean, std) [B, H, A] at the start of a plan: zeros (or init_mean) and the max step sizes."""
+        cfg = self.config
+        h, a = cfg.horizon, cfg.action_dims
+        if init_mean is None:
+            mean = torch.zeros(b, h, a, device=device)
+        else:
+            if not isinstance(init_mean, torch.Tensor) or tuple(init_mean.shape) != (b, h, a):
+                got = tuple(init_mean.shape) if isinstance(init_mean, torch.Tensor) else type(init_mean).__name__
+                raise ValueError(f"init_mean must be [B, H, A] = {(b, h, a)} (the searched dims), got {got}")
+            lower, upper = self.bounds(device)
+            mean = torch.minimum(torch.maximum(init_mean.to(device, torch.float32), lower), upper)
+        std0 = [cfg.max_norm if cfg.init_std is None else cfg.init_std] * 3
+        if a == 4:
+            std0.append(cfg.gripper_step)
+        std = torch.tensor(std0, dtype=torch.float32, device=device).expand(b, h, a).contiguous()
+        return mean.contiguous(), std
+
+    @torch.inference_mode()
+    def plan(
+        self,
+        z_obs: torch.Tensor,
+        state: torch.Tensor,
+        z_goal: torch.Tensor,
+        *,
+        init_mean: torch.Tensor | None = None,
+        seed: int | None = None,
+    ) -> PlanResult:
+        """Plan B problems at once.
+
+        z_obs: [B, N, D] latents of the current observations; state: [B, 7] end-effector states;
+        z_goal: [B, N, D] goal latents (e.g. `GoalSequence.current()`); init_mean: [B, H, A] warm start
+        (e.g. `shift_plan(previous.mean)`); seed: overrides the config's.
+        """
+        cfg = self.config
+        b = _check_problem(self.model.latent_shape, z_obs, state, z_goal)
+        seed = cfg.seed if seed is None else seed
+        if not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
+        dev = z_obs.device
+        validate = dev.type == "cpu" if cfg.validate is None else cfg.validate
+        if validate:
+            _check_values(z_obs, state, z_goal, init_mean)
+        state = state.to(dev, torch.float32)
+        z_goal = z_goal.to(dev, torch.float32)
+        mean, std = self.initial(b, dev, init_mean)
+        lower, upper = self.bounds(dev)
+        ball = cfg.max_norm if cfg.bound == "ball" else None
+        grip_dims = 1 if cfg.gripper == "plan" else 0
+        best, elite_mean, std_mean = [], [], []
+        for it in range(cfg.iterations):
+            samples = cem_sample(mean, std, lower, upper, cfg.num_samples, seed=seed, offset=it, ball_radius=ball,
+                                 ball_dims=3, validate=False)
+            z = self.model.rollout(z_obs, state, to_actions(samples))
+            energies = l1_energy(z, z_goal)
+            mean, std, idx = cem_refit(samples, energies, mean, std, cfg.topk, momentum_pos=cfg.momentum_pos,
+                                       momentum_grip=cfg.momentum_grip, grip_dims=grip_dims, min_std=cfg.min_std)
+            elite_e = energies.gather(1, idx)
+            best.append(elite_e[:, 0])
+            elite_mean.append(elite_e.mean(1))
+            std_mean.append(std.mean(dim=(1, 2)))
+        actions = to_actions(mean)
+        energy = l1_energy(self.model.rollout(z_obs, state, actions[:, None]), z_goal)[:, 0]
+        stats = {"best": torch.stack(best, 1), "elite_mean": torch.stack(elite_mean, 1),
+                 "std": torch.stack(std_mean, 1)}
+        return PlanResult(mean=mean, actions=actions, energy=energy, std=std, stats=stats)
+
+    def plan_images(
+        self, obs: Any, state: torch.Tensor, goal: Any, **kwargs: Any
+    ) -> PlanResult:
+        """`plan` from images (paths, PIL images or HWC uint8 arrays; one or a list each) and states [B, 7]."""
+        encode = getattr(self.model, "encode_image_files", None)
+        if encode is None:
+            raise TypeError("plan_images needs a model with encode_image_files (a WorldModel with an encoder)")
+        obs_list = obs if isinstance(obs, (list, tuple)) else [obs]
+        goal_list = goal if isinstance(goal, (list, tuple)) else [goal]
+        if len(obs_list) != len(goal_list):
+            raise ValueError(f"{len(obs_list)} observation images but {len(goal_list)} goal images")
+        state = state if state.dim() == 2 else state[None]
+        return self.plan(encode(list(obs_list)), state, encode(list(goal_list)), **kwargs)
