@@ -43,6 +43,7 @@ class StepRecord:
     measured: list[float]
     commanded: list[float]
     frame_age: float
+    latency_seconds: float  # frame read -> target sent (encode + plan + safety)
     ee_distance_to_goal: float | None = None
 
 
@@ -113,6 +114,7 @@ class MPCRunner:
             with torch.inference_mode():
                 goals = GoalSequence(self.wm.encode_image_files(list(self.goal_frames)).unsqueeze(0))
             for step in range(max_steps):
+                t_frame = time.perf_counter()
                 frame, age = self.camera.latest()
                 status = self._check_control()
                 grip = self._gripper_state()
@@ -132,6 +134,7 @@ class MPCRunner:
                 target, grip_cmd = safe_target(commanded_xyz, np.r_[first[:6], grip + first[6]], self.safety)
                 self._check_control()  # the arm may have failed while we planned
                 self.control.send_target(target, grip_cmd)
+                latency = time.perf_counter() - t_frame
                 if self.gripper is not None and abs(grip_cmd - grip) > 0.1:
                     self.gripper.move((1.0 - grip_cmd) * self.safety.gripper_width_open, 0.05)
                 robot_time = float(status[shm.ROBOT_TIME])
@@ -141,7 +144,7 @@ class MPCRunner:
                     step=step, robot_time=robot_time, wall_time=time.time(), plan_seconds=plan_s,
                     energy_predicted=float(result.energy[0]), latent_distance=latent_distance,
                     action=first.tolist(), target=target.tolist(), measured=measured[12:15].tolist(),
-                    commanded=commanded_xyz.tolist(), frame_age=age,
+                    commanded=commanded_xyz.tolist(), frame_age=age, latency_seconds=latency,
                     ee_distance_to_goal=None if self.goal_xyz is None else
                     float(np.linalg.norm(measured[12:15] - self.goal_xyz)))
                 summary.records.append(rec)
