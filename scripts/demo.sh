@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Sets up ./.venv (scripts/setup.sh) and runs the main job. Until the robot loop exists this is the
-# stand-in job `vjepa-fast demo` (tiny V-JEPA pretraining on synthetic video, CPU). Extra arguments go to it.
+# Sets up ./.venv (scripts/setup.sh) and runs the main job: closed-loop latent MPC on the embedded simulator
+# (franky-sim MuJoCo FR3 behind the real libfranka protocol on loopback), 8 MPC steps toward a goal image
+# rendered 5 cm away. Logs, episode and plots go to runs/mpc-sim. Extra arguments go to robot/run_mpc.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/vjepa-fast demo "$@"
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+exec .venv/bin/python robot/run_mpc.py --sim --goal-offset 0.05 0.05 -0.05 --max-steps 8 --log-dir runs/mpc-sim "$@"
