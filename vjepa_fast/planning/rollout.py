@@ -4,8 +4,8 @@ The module forward (`ActionConditionedPredictor`) is written for training and pa
 pair swap built by stack + negation, K/V concatenated per step. On 2 CPU cores at the `cpu-small` preset those
 element-wise passes took ~75% of a rollout (profiled: copy/cat/mul/neg/add 4.3 s of 6.0 s, the matmuls 1.4 s).
 Here, per block:
-- the pair swap of RoPE is folded into the qkv weights: one GEMM gives [q, swap(q), k, swap(k), v], so
-  rotation is q * cos + swap(q) * sin in the compute dtype (2 passes instead of ~7 fp32 ones);
+- RoPE rotates q and k together in the compute dtype: q * cos + flip(q pairs) * (sign * sin), 3 passes
+  instead of ~7 fp32 ones (folding the swap into the qkv weights instead cost 14% more GEMM FLOPs);
 - keys/values go straight into a preallocated [M, H*(N+2), heads, hd] buffer (no per-step concatenation), and
   attention reads strided views (no transposing copies);
 - on the CPU the linears are oneDNN's with fused epilogues (bias + exact GELU, bias + residual add), as
@@ -26,12 +26,6 @@ from vjepa_fast.models.ac_predictor import COND_TOKENS
 from vjepa_fast.models.attention import attention
 
 __all__ = ["LeanACRollout"]
-
-
-def _swap_rows(w: torch.Tensor) -> torch.Tensor:
-    """Rows of W' with W' x = pair_swap(W x): row 2k = -row 2k+1, row 2k+1 = row 2k (w: [D, ...])."""
-    w2 = w.unflatten(0, (-1, 2))
-    return torch.stack((-w2[:, 1], w2[:, 0]), dim=1).flatten(0, 1)
 
 
 class LeanACRollout:
@@ -65,17 +59,11 @@ class LeanACRollout:
         self.action = (f32(predictor.action_encoder.weight), f32(predictor.action_encoder.bias))
         self.state = (f32(predictor.state_encoder.weight), f32(predictor.state_encoder.bias))
         self.blocks = []
-        d = self.width
         for blk in predictor.predictor_blocks:
-            w, b = blk.attn.qkv.weight.detach(), blk.attn.qkv.bias.detach()
-            wq, wk, wv = w[:d], w[d : 2 * d], w[2 * d :]
-            bq, bk, bv = b[:d], b[d : 2 * d], b[2 * d :]
-            w5 = torch.cat([wq, _swap_rows(wq), wk, _swap_rows(wk), wv])
-            b5 = torch.cat([bq, _swap_rows(bq), bk, _swap_rows(bk), bv])
             self.blocks.append(
                 {
                     "n1": (f32(blk.norm1.weight), f32(blk.norm1.bias), blk.norm1.eps),
-                    "qkv": (cvt(w5), cvt(b5)),
+                    "qkv": (cvt(blk.attn.qkv.weight), cvt(blk.attn.qkv.bias)),
                     "proj": (cvt(blk.attn.proj.weight), cvt(blk.attn.proj.bias)),
                     "n2": (f32(blk.norm2.weight), f32(blk.norm2.bias), blk.norm2.eps),
                     "fc1": (cvt(blk.mlp.fc1.weight), cvt(blk.mlp.fc1.bias)),
@@ -111,8 +99,13 @@ class LeanACRollout:
         key = (t, device)
         if key not in self._rope_cache:
             cos, sin = self._rope[t]
-            # [L, 1, hd]: broadcast over the heads of a [M, L, heads, hd] tensor.
-            self._rope_cache[key] = (cos.to(device, self.dtype)[:, None], sin.to(device, self.dtype)[:, None])
+            # RoPE's pair swap y[2k] = -x[2k+1], y[2k+1] = x[2k] is done as flip(x pairs) * sign, the sign
+            # folded into sin. [L, 1, hd]: broadcast over the heads of a [M, L, heads, hd] tensor.
+            sign = torch.tensor([-1.0, 1.0]).repeat(cos.shape[-1] // 2)
+            self._rope_cache[key] = (
+                cos.to(device, self.dtype)[:, None, None],
+                (sin * sign).to(device, self.dtype)[:, None, None],
+            )
         return self._rope_cache[key]
 
     def _fused_ok(self, device: torch.device) -> bool:
@@ -152,16 +145,17 @@ class LeanACRollout:
             end = (t + 1) * L
             for i, p in enumerate(self.blocks):
                 y = F.layer_norm(x, (c,), *p["n1"][:2], eps=p["n1"][2]).to(dt)
-                qkv = _linear(y, p["qkv"], fused).view(m, L, 5, heads, hd)
-                q = torch.addcmul(qkv[:, :, 0] * cos, qkv[:, :, 1], sin)
+                qkv = _linear(y, p["qkv"], fused).view(m, L, 3, heads, hd)
+                qk = qkv[:, :, :2]  # [M, L, 2, heads, hd]: rotate q and k in one pass
+                swapped = qk.unflatten(-1, (hd // 2, 2)).flip(-1).flatten(-2)
+                qk = torch.addcmul(qk * cos, swapped, sin)
+                q = qk[:, :, 0]
                 if kbuf is not None:
-                    k = kbuf[i, :, :end]
-                    torch.addcmul(qkv[:, :, 2] * cos, qkv[:, :, 3], sin, out=kbuf[i, :, t * L : end])
-                    vbuf[i, :, t * L : end] = qkv[:, :, 4]
-                    v = vbuf[i, :, :end]
+                    kbuf[i, :, t * L : end] = qk[:, :, 1]
+                    vbuf[i, :, t * L : end] = qkv[:, :, 2]
+                    k, v = kbuf[i, :, :end], vbuf[i, :, :end]
                 else:
-                    k = torch.addcmul(qkv[:, :, 2] * cos, qkv[:, :, 3], sin)
-                    v = qkv[:, :, 4]
+                    k, v = qk[:, :, 1], qkv[:, :, 2]
                 o = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), impl="sdpa")
                 o = o.transpose(1, 2).reshape(m * L, c)
                 x = _linear_add(o, x, p["proj"], fused)

@@ -5,8 +5,8 @@ eps 1e-5: SPEC section 5) and rolls out candidate action sequences autoregressiv
 horizon step runs the predictor on the new time step only (the reference recomputes the whole frame history
 each step). The 7-D end-effector state of every sample is advanced in batched torch (`robotics.pose`).
 
-Anything with `encode`-free `rollout` and `latent_shape` (the `PlanningModel` protocol) can be planned on by
-`CEMPlanner`, e.g. a hand-made model with known dynamics in the tests.
+Anything with `latent_shape` and `rollout` (the `PlanningModel` protocol) can be planned on by `CEMPlanner`,
+e.g. a hand-made model with known dynamics in the tests.
 """
 
 from __future__ import annotations

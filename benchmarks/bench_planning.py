@@ -1,0 +1,116 @@
+"""Planning latency per action: our CEM planner vs the Meta-style reference planner, same problem, same seed.
+
+`cpu-small` (CPU): AC predictor 6x256 (4 heads) over a 192-wide encoder's 8x8 tokens per frame, 200 samples,
+top-10, 5 iterations, horizon 2. Random weights, with the action encoder drawn at std 5 so that the action
+moves the prediction (at the init's 0.02 it barely does). The goal latent is the fp32 model's prediction
+after a hidden 2-step action, so the best energy is 0 at a known plan. Rows:
+  reference  fp32, full recompute of the frame history per horizon step, per-sample pose update
+  ours_fp32  our planner in fp32 (KV cache, lean rollout, CEM ops): the same samples, the same plan
+  ours_bf16  our planner in bf16 (fp32 residual stream / head / embeddings)
+extra_info: `energy` (the planner's own energy of its plan), `judged_energy` (the plan re-scored by the fp32
+model: the common yardstick), `speedup_vs_reference` (reference median / this median, same run).
+GPU (paper scale, skipped without CUDA): ViT-g encoder (256 px) + 24x1024 AC predictor, 800 samples, top-10,
+10 iterations, horizon 1; ours (bf16) times encode(observation) + plan; the reference times its plan.
+Run: `pytest benchmarks/bench_planning.py --benchmark-only` (~3 min on 2 cores, most of it the reference).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vjepa_fast.models import ActionConditionedPredictor, ACPredictorConfig, EncoderConfig, VideoEncoder
+from vjepa_fast.planning import CEMPlanner, PlannerConfig, WorldModel, to_actions
+from vjepa_fast.planning.reference import ReferencePlanner
+
+HIDDEN = torch.tensor([[[0.05, -0.03, 0.02], [0.04, 0.02, -0.03]]])
+STATE = torch.tensor([[0.45, -0.05, 0.30, 3.0, 0.1, -0.2, 0.5]])
+_medians: dict[str, float] = {}
+
+
+def _problem(device: str, pred_cfg: ACPredictorConfig, horizon: int):
+    torch.manual_seed(0)
+    with torch.device(device):
+        pred = ActionConditionedPredictor(pred_cfg).eval()
+        with torch.no_grad():
+            pred.action_encoder.weight.normal_(0.0, 5.0)
+    n, d = pred_cfg.tokens_per_frame, pred_cfg.embed_dim
+    z_obs = F.layer_norm(torch.randn(1, n, d, generator=torch.Generator().manual_seed(1)), (d,)).to(device)
+    state = STATE.to(device)
+    judge = WorldModel(None, pred, dtype="float32")
+    goal = judge.rollout(z_obs, state, to_actions(HIDDEN[:, :horizon]).to(device)[:, None])[:, 0]
+    return pred, judge, z_obs, state, goal
+
+
+@pytest.fixture(scope="module")
+def cpu_small():
+    return _problem("cpu", ACPredictorConfig.cpu_small(), 2)
+
+
+@pytest.mark.parametrize("impl", ["reference", "ours_fp32", "ours_bf16"])
+def test_plan_cpu_small(benchmark, cpu_small, impl):
+    pred, judge, z_obs, state, goal = cpu_small
+    cfg = PlannerConfig.cpu_small(seed=3)
+    if impl == "reference":
+        planner = ReferencePlanner(pred, cfg)
+        rounds = 1
+    else:
+        dtype = "float32" if impl == "ours_fp32" else "bfloat16"
+        planner = CEMPlanner(WorldModel(None, pred, dtype=dtype), cfg.replace(dtype=dtype))
+        planner.plan(z_obs, state, goal)  # warm-up (oneDNN kernel selection, allocations)
+        rounds = 3
+    benchmark.group = "plan per action, cpu-small (200 samples, top-10, 5 iterations, horizon 2)"
+    res = benchmark.pedantic(planner.plan, args=(z_obs, state, goal), rounds=rounds, iterations=1)
+    judged = (judge.rollout(z_obs, state, res.actions[:, None])[:, 0] - goal).abs().mean()
+    _medians[impl] = benchmark.stats.stats.median
+    benchmark.extra_info.update(
+        threads=torch.get_num_threads(),
+        energy=float(res.energy[0]),
+        judged_energy=float(judged),
+        zero_action_energy=float((judge.rollout(z_obs, state, torch.zeros(1, 1, 2, 7))[:, 0] - goal).abs().mean()),
+        plan=[[round(v, 4) for v in row] for row in res.mean[0].tolist()],
+        best_per_iteration=[round(v, 5) for v in res.stats["best"][0].tolist()],
+    )
+    if impl != "reference" and "reference" in _medians:
+        benchmark.extra_info["speedup_vs_reference"] = _medians["reference"] / _medians[impl]
+
+
+@pytest.mark.parametrize("impl", ["reference", "ours_bf16"])
+def test_plan_paper_scale_cuda(benchmark, impl):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pred, judge, z_obs, state, goal = _problem("cuda", ACPredictorConfig.vit_giant(), 1)
+    cfg = PlannerConfig.paper(seed=3)
+    benchmark.group = "plan per action, paper scale (ViT-g + 24x1024 AC, 800 samples, 10 iterations, H=1)"
+    benchmark.extra_info["device"] = torch.cuda.get_device_name()
+    if impl == "reference":
+        planner = ReferencePlanner(pred, cfg)
+
+        def run():
+            out = planner.plan(z_obs, state, goal)
+            torch.cuda.synchronize()
+            return out
+
+        res = benchmark.pedantic(run, rounds=1, iterations=1)
+    else:
+        with torch.device("cuda"):
+            enc = VideoEncoder(EncoderConfig.vit_giant()).eval()
+        wm = WorldModel(enc, pred, dtype="bfloat16", encoder_dtype="bfloat16")
+        del enc
+        planner = CEMPlanner(wm, cfg.replace(dtype="bfloat16"))
+        image = torch.randn(1, 3, 256, 256, device="cuda")
+
+        def run():
+            wm.encode(image)  # the observation's latent (the goal's is encoded once per episode)
+            out = planner.plan(z_obs, state, goal)
+            torch.cuda.synchronize()
+            return out
+
+        run()
+        res = benchmark.pedantic(run, rounds=3, iterations=1)
+    judged = (judge.rollout(z_obs, state, res.actions[:, None])[:, 0] - goal).abs().mean()
+    _medians["cuda_" + impl] = benchmark.stats.stats.median
+    benchmark.extra_info.update(energy=float(res.energy[0]), judged_energy=float(judged))
+    if impl != "reference" and "cuda_reference" in _medians:
+        benchmark.extra_info["speedup_vs_reference"] = _medians["cuda_reference"] / _medians["cuda_" + impl]
