@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from vjepa_fast.data.augment import AugmentConfig, ClipAugment, EvalClipTransform
+from vjepa_fast.seeding import derive_seed as _derive_seed
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -83,19 +84,6 @@ class ClipSkipped(Exception):
         assert reason in SKIP_REASONS, reason
         super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
         self.reason, self.path, self.detail = reason, path, detail
-
-
-def _derive_seed(*parts: int) -> int:
-    """Mix integers into one 63-bit seed (splitmix64 steps), so nearby inputs give unrelated streams."""
-    mask = (1 << 64) - 1
-    x = 0x9E3779B97F4A7C15
-    for p in parts:
-        x = (x ^ (int(p) & mask)) & mask
-        x = (x + 0x9E3779B97F4A7C15) & mask
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
-        x ^= x >> 31
-    return x & ((1 << 63) - 1)
 
 
 # ----------------------------------------------------------------------------------------------- manifest

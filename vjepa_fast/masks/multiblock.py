@@ -25,6 +25,8 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
+from vjepa_fast.seeding import derive_seed as _derive_seed
+
 __all__ = [
     "MaskConfig",
     "MaskPair",
@@ -136,19 +138,6 @@ def block_size(grid: Sequence[int], config: MaskConfig, aspect_ratio: float) -> 
     w = min(max(round(math.sqrt(keep / aspect_ratio)), 1), wp)
     t = min(max(int(tp * config.temporal_scale), 1), tp)
     return t, h, w
-
-
-def _derive_seed(*parts: int) -> int:
-    """Mix integers into one 63-bit seed (splitmix64 steps), so nearby inputs give unrelated streams."""
-    mask = (1 << 64) - 1
-    x = 0x9E3779B97F4A7C15
-    for p in parts:
-        x = (x ^ (int(p) & mask)) & mask
-        x = (x + 0x9E3779B97F4A7C15) & mask
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
-        x ^= x >> 31
-    return x & ((1 << 63) - 1)
 
 
 def _first_k_sorted(mask: torch.Tensor, k: int) -> torch.Tensor:

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from vjepa_fast.train.schedule import warmup_constant_cooldown
 from vjepa_fast.models import ACKVCache, ACPredictorConfig, ActionConditionedPredictor
+from vjepa_fast.train.optim import param_groups
+from vjepa_fast.train.schedule import warmup_constant_cooldown
 
 __all__ = [
     "ac_forward",
@@ -385,15 +386,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------- training
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def _build_predictor(cfg: ACTrainConfig, tokens: int, dim: int) -> ActionConditionedPredictor:
     pcfg = cfg.predictor_config()
     if cfg.init:
@@ -482,7 +474,7 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
     val_ds = CachedClipDataset(cache, frames_per_clip=cfg.frames_per_clip, frame_step=cfg.frame_step,
                                episodes=val_eps)
     model = _build_predictor(cfg, cache.tokens, cache.dim).to(device)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr_start, betas=cfg.betas, eps=cfg.eps)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr_start, betas=cfg.betas, eps=cfg.eps)
     step = 0
     ckpts = _list_ckpts(out) if cfg.resume else []
     if ckpts:
@@ -609,7 +601,7 @@ def ac_peak_memory(
     config = config or ACPredictorConfig.vit_giant()
     dev = torch.device(device)
     model = ActionConditionedPredictor(config).to(dev)
-    opt = torch.optim.AdamW(_param_groups(model, 0.04), lr=1e-4)
+    opt = torch.optim.AdamW(param_groups(model, 0.04), lr=1e-4)
     n = config.tokens_per_frame
     z = _ln(torch.randn(batch, frames * n, config.embed_dim, device=dev))
     a = torch.randn(batch, frames - 1, config.action_dim, device=dev)

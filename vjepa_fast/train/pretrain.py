@@ -44,6 +44,7 @@ from vjepa_fast.train.distributed import (
 )
 from vjepa_fast.train.metrics import MetricsLogger, plot_metrics
 from vjepa_fast.train.objective import jepa_loss
+from vjepa_fast.train.optim import param_groups
 from vjepa_fast.train.schedule import warmup_constant_cooldown
 
 _LOG = logging.getLogger(__name__)
@@ -72,16 +73,6 @@ def model_configs(cfg: PretrainConfig, num_frames: int, crop: int) -> tuple[Enco
     else:
         pred = PredictorConfig.for_encoder(enc)
     return enc, pred
-
-
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on matrices only (not on biases and 1-D parameters, SPEC section 4)."""
-    decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 @dataclass
