@@ -192,6 +192,7 @@ def plot_episode(records: list[StepRecord], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     steps = [r.step for r in records]
     panels = [("plan energy (predicted L1)", [r.energy_predicted for r in records]),
@@ -205,6 +206,7 @@ def plot_episode(records: list[StepRecord], path: Path) -> None:
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("MPC step")
+    axes[-1, 0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.suptitle("latent MPC episode")
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
