@@ -103,6 +103,40 @@ def probe_encoder(encoder: VideoEncoder, episodes: list[str], max_frames: int = 
 
 
 @torch.no_grad()
+def action_inference(predictor: ActionConditionedPredictor, dataset: Any, step: float = 0.025) -> dict[str, float]:
+    """What the planner needs from the predictor: for each held-out transition (z_t, z_t+1), the xyz action on
+    a 5x5x5 grid (+-2 * step) whose one-step prediction is closest (L1) to z_t+1, compared with the true
+    action. Returns the per-axis sign accuracy (over |true| > 0.02 m; chance 0.5) and the mean error (m).
+
+    dataset: CachedClipDataset with frames_per_clip=2 (held-out episodes).
+    """
+    import itertools
+
+    import torch.nn.functional as F
+
+    predictor = predictor.eval()
+    grid = torch.tensor(list(itertools.product([-2 * step, -step, 0.0, step, 2 * step], repeat=3)))
+    hit, cnt, err = torch.zeros(3), torch.zeros(3), []
+    for i in range(len(dataset)):
+        b = dataset[i]
+        z0, z1, true = b["latents"][0], b["latents"][1], b["actions"][0]
+        a = torch.zeros(len(grid), 1, 7)
+        a[:, 0, :3] = grid
+        a[:, 0, 3:] = true[3:]  # rotation / gripper as executed (held)
+        s = b["states"][:1].expand(len(grid), 1, 7)
+        pred = predictor(z0.expand(len(grid), -1, -1), a, s)
+        e = (F.layer_norm(pred, (pred.shape[-1],), eps=1e-5) - z1).abs().mean((1, 2))
+        best = grid[e.argmin()]
+        mask = true[:3].abs() > 0.02
+        hit += ((best.sign() == true[:3].sign()) & mask).float()
+        cnt += mask.float()
+        err.append(float((best - true[:3]).norm()))
+    acc = (hit / cnt.clamp(min=1)).tolist()
+    return {"sign_accuracy_x": acc[0], "sign_accuracy_y": acc[1], "sign_accuracy_z": acc[2],
+            "mean_error_m": float(np.mean(err)), "transitions": len(dataset)}
+
+
+@torch.no_grad()
 def identity_init(predictor: nn.Module, seed: int = 0) -> nn.Module:
     """Start the predictor at the copy baseline: output(frame t) = input latent of frame t, whatever the action.
 
@@ -202,10 +236,16 @@ def run(cfg: DemoConfig, *, probe: list[str] | None = None, export: str | None =
     ev = res["eval"]
     summary["heldout"] = ev.to_dict()
     _LOG.info("held-out evaluation (%d clips)\n%s", ev.num_clips if hasattr(ev, "num_clips") else -1, ev.table())
+    state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
+    predictor = ActionConditionedPredictor(tcfg.predictor_config())
+    predictor.load_state_dict(state["model"])
+    from vjepa_fast.data.latent_cache import CachedClipDataset
+
+    _, val_eps = cache.split(cfg.val_fraction, seed=cfg.seed)
+    summary["action_inference"] = action_inference(predictor, CachedClipDataset(cache, frames_per_clip=2,
+                                                                                episodes=val_eps))
+    _LOG.info("held-out action inference: %s", summary["action_inference"])
     if export:
-        state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
-        predictor = ActionConditionedPredictor(tcfg.predictor_config())
-        predictor.load_state_dict(state["model"])
         path = save_safetensors(export, {"encoder": encoder, "predictor": predictor.eval()})
         summary["export"] = {"path": str(path), "bytes": path.stat().st_size}
         _LOG.info("exported %s (%.2f MB)", path, path.stat().st_size / 1e6)
