@@ -12,8 +12,9 @@ loop waits until the arm settled and a frame rendered after that moment exists, 
 An episode has steps + 1 frames (the last has no action).
 
 Resumable and atomic per episode: an episode is recorded into `.OUT.partial/ep_NNNNNN` (beside OUT, so a
-torn episode is never listed as training data) and renamed to `OUT/ep_NNNNNN` once complete; a re-run skips the complete episodes and redoes a torn one. Episode i draws its moves from
-seed + i, so a resumed run records what an uninterrupted one would have planned.
+torn episode is never listed as training data) and renamed to `OUT/ep_NNNNNN` once complete; a re-run skips
+the complete episodes and redoes a torn one. Episode i draws its start and moves from the seed (seed, i), so
+a resumed run records what an uninterrupted one would have planned.
 """
 
 from __future__ import annotations
@@ -93,13 +94,15 @@ def _observe(control, camera, gripper, safety, settle_pause: float = 0.15):
 def _move(control, target: np.ndarray, grip: float, timeout: float) -> None:
     control.send_target(target, grip)
     if not control.wait_settled(timeout):
-        raise RuntimeError(f"the arm did not reach {np.round(target, 4).tolist()} within {timeout} s")
+        why = control.error() or ("the control loop stopped" if not control.running else f"timeout {timeout} s")
+        raise RuntimeError(f"the arm did not reach {np.round(target, 4).tolist()}: {why}")
 
 
 def record_episode(path: Path, control, camera, gripper, safety, cfg: CollectConfig, home: np.ndarray,
                    index: int, tmp: Path) -> Path:
     """Records episode `index` into `tmp`, then renames it to `path` once complete (atomic per episode).
     `tmp` must be on the same file system and outside the episode tree (a torn episode is never listed)."""
+    from robot import shm
     from robot.safety import safe_target
     from vjepa_fast.data.episodes import EpisodeWriter
 
@@ -110,14 +113,11 @@ def record_episode(path: Path, control, camera, gripper, safety, cfg: CollectCon
     hi = np.minimum(home + half, np.asarray(safety.workspace_max))
     start = rng.uniform(lo, hi)
     # The start move is not recorded: cut it into safe steps (safety.max_step each).
-    cmd = control.read_status()
-    from robot import shm
-
-    here = cmd[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+    here = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
     for _ in range(100):
         if np.linalg.norm(start - here) < 1e-4:
             break
-        here, _g = safe_target(here, np.r_[start - here, 0.0, 0.0, 0.0, 0.0], safety)
+        here, _ = safe_target(here, np.r_[start - here, 0.0, 0.0, 0.0, 0.0], safety)
         _move(control, here, 0.0, cfg.settle_timeout)
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Closed-loop latent MPC with V-JEPA 2-AC on a Franka arm, or on the embedded simulator.
 
-Simulation (everything on this machine; franky-sim speaks the real libfranka protocol on loopback):
-    python robot/run_mpc.py --sim --goal-offset 0.06 0.06 -0.06 --max-steps 5 --log-dir runs/mpc
+Simulation (everything on this machine; franky-sim speaks the real libfranka protocol on loopback). Without a
+checkpoint, --sim plans with robot/assets/sim_demo_world_model.safetensors, a tiny world model trained on this
+simulator (benchmarks/SIM_DEMO.md: it gets closer to the goal in 8 of 10 trials; --random-model tiny forces
+random weights):
+    python robot/run_mpc.py --sim --goal-offset 0.06 0.06 -0.06 --max-steps 8 --log-dir runs/mpc
     python robot/run_mpc.py --sim --goal goal.png --encoder enc.safetensors --predictor vjepa2-ac-vitg.pt
 
 Real rig (the control PC):
