@@ -54,6 +54,8 @@ class MPCSummary:
     ok: bool = True
     records: list[StepRecord] = field(default_factory=list)
     log_dir: str = ""
+    # Measured after the last action settled (records[-1] holds the distance BEFORE the last action).
+    final_ee_distance_to_goal: float | None = None
 
 
 def state_from_pose(pose_col_major: np.ndarray, gripper: float) -> torch.Tensor:
@@ -163,6 +165,8 @@ class MPCRunner:
             status = self._check_control()
             writer.append(frame, state_from_pose(status[shm.MEASURED_T], self._gripper_state()).numpy(), None,
                           timestamp=float(status[shm.ROBOT_TIME]))
+            if self.goal_xyz is not None:
+                summary.final_ee_distance_to_goal = float(np.linalg.norm(status[shm.MEASURED_T][12:15] - self.goal_xyz))
         except (Exception, KeyboardInterrupt) as exc:
             summary.ok = False
             summary.reason = f"{type(exc).__name__}: {exc}"
@@ -173,8 +177,12 @@ class MPCRunner:
             sidecar.write(json.dumps({"event": "stopped", "ok": summary.ok, "reason": summary.reason,
                                       "steps": summary.steps}) + "\n")
             sidecar.close()
-            _write_json(self.log_dir / "summary.json", {"ok": summary.ok, "reason": summary.reason,
-                                                        "steps": summary.steps})
+            result = {"ok": summary.ok, "reason": summary.reason, "steps": summary.steps}
+            if self.goal_xyz is not None and summary.records:
+                result.update(goal_xyz=self.goal_xyz.tolist(),
+                              start_ee_distance_to_goal=summary.records[0].ee_distance_to_goal,
+                              final_ee_distance_to_goal=summary.final_ee_distance_to_goal)
+            _write_json(self.log_dir / "summary.json", result)
             if summary.records:
                 plot_episode(summary.records, self.log_dir / "mpc.png")
         return summary

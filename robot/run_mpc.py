@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Closed-loop latent MPC with V-JEPA 2-AC on a Franka arm, or on the embedded simulator.
 
-Simulation (everything on this machine; franky-sim speaks the real libfranka protocol on loopback):
-    python robot/run_mpc.py --sim --goal-offset 0.06 0.06 -0.06 --max-steps 5 --log-dir runs/mpc
+Simulation (everything on this machine; franky-sim speaks the real libfranka protocol on loopback). Without a
+checkpoint, --sim plans with robot/assets/sim_demo_world_model.safetensors, a tiny world model trained on this
+simulator (benchmarks/SIM_DEMO.md: it gets closer to the goal in 8 of 10 trials; --random-model tiny forces
+random weights):
+    python robot/run_mpc.py --sim --goal-offset 0.06 0.06 -0.06 --max-steps 8 --log-dir runs/mpc
     python robot/run_mpc.py --sim --goal goal.png --encoder enc.safetensors --predictor vjepa2-ac-vitg.pt
 
 Real rig (the control PC):
@@ -35,6 +38,9 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 import numpy as np
 
 _LOG = logging.getLogger("run_mpc")
+# Trained on this simulator (robot/collect.py + vjepa_fast.train.sim_demo; benchmarks/SIM_DEMO.md): the
+# default world model of --sim when no checkpoint is given.
+SIM_DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "sim_demo_world_model.safetensors"
 
 
 def load_image(path: str, what: str) -> np.ndarray:
@@ -58,6 +64,10 @@ def build_world_model(args: argparse.Namespace):
     from vjepa_fast.planning import WorldModel
 
     encoder = predictor = None
+    if args.sim and not args.predictor and not args.encoder and args.random_model is None and SIM_DEMO_MODEL.is_file():
+        _LOG.info("no --predictor given: using the simulator demo world model %s (--random-model to plan with "
+                  "random weights instead)", SIM_DEMO_MODEL)
+        args.predictor = str(SIM_DEMO_MODEL)
     if args.predictor:
         if args.predictor.endswith(".safetensors"):
             from vjepa_fast.checkpoints import load_safetensors
@@ -79,10 +89,10 @@ def build_world_model(args: argparse.Namespace):
             raise ValueError(f"--encoder {args.encoder} holds no encoder")
         encoder = enc
     if predictor is None:
+        preset = args.random_model or "tiny"
         _LOG.warning("no --predictor given: using a RANDOMLY INITIALISED %r world model. The loop, the safety "
-                     "layer and the logs are real; the plans are not meaningful.", args.random_model)
+                     "layer and the logs are real; the plans are not meaningful.", preset)
         torch.manual_seed(args.seed)
-        preset = args.random_model
         encoder = VideoEncoder(getattr(EncoderConfig, preset)())
         predictor = ActionConditionedPredictor(getattr(ACPredictorConfig, preset)())
     if encoder is None:
@@ -104,8 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m = p.add_argument_group("world model")
     m.add_argument("--encoder", help="encoder checkpoint (our .safetensors or Meta's .pt)")
     m.add_argument("--predictor", help="AC predictor checkpoint (Meta's vjepa2-ac-*.pt or our .safetensors)")
-    m.add_argument("--random-model", default="tiny", choices=["tiny", "cpu_small"],
-                   help="random model preset when no checkpoint is given (default tiny)")
+    m.add_argument("--random-model", default=None, choices=["tiny", "cpu_small"],
+                   help="plan with a randomly initialised model of this preset (without a checkpoint: tiny, except "
+                        "that --sim then uses the trained demo model robot/assets/sim_demo_world_model.safetensors)")
     m.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="rollout dtype")
     c = p.add_argument_group("planner (CEM)")
     c.add_argument("--samples", type=int, default=64, help="samples per iteration (paper: 800)")
@@ -246,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run_mpc: {summary.steps} steps, {'finished' if summary.ok else 'STOPPED: ' + summary.reason}; "
           f"planning {np.mean(plan_s) if plan_s else float('nan'):.2f} s/step; logs in {log_dir}")
     if summary.records and summary.records[0].ee_distance_to_goal is not None:
-        d = [r.ee_distance_to_goal for r in summary.records]
-        print(f"run_mpc: end-effector distance to the goal pose: {d[0]:.3f} m -> {d[-1]:.3f} m")
+        start = summary.records[0].ee_distance_to_goal
+        end = summary.final_ee_distance_to_goal
+        end = summary.records[-1].ee_distance_to_goal if end is None else end
+        print(f"run_mpc: end-effector distance to the goal pose: {start:.3f} m -> {end:.3f} m")
     return 0 if summary.ok else 1
 
 

@@ -90,7 +90,8 @@ def test_closed_loop_on_the_simulator(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "3 steps, finished" in proc.stdout
     summary = json.loads((log / "summary.json").read_text())
-    assert summary == {"ok": True, "reason": "finished", "steps": 3}
+    assert {k: summary[k] for k in ("ok", "reason", "steps")} == {"ok": True, "reason": "finished", "steps": 3}
+    assert len(summary["goal_xyz"]) == 3 and summary["final_ee_distance_to_goal"] >= 0.0
 
     ep = read_episode(log / "episode")
     assert ep.states.shape == (4, 7) and ep.frames([0, 3]).shape[0] == 2

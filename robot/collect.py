@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Random-exploration data collection on the embedded simulator, in our episode format (AC training data).
+
+    python robot/collect.py --out data/sim_random --episodes 40 --steps 12
+
+One franky-sim server, one camera and one 1 kHz control loop serve all episodes. Each episode first moves the
+arm (unrecorded) to a random start inside the collection box around the home pose, then takes `steps` random
+end-effector moves: xyz deltas uniform in +-`max_delta` per axis, kept inside the box (and, through the
+safety layer, inside the workspace and under `max_step`), rotation held, gripper held. After every move the
+loop waits until the arm settled and a frame rendered after that moment exists, then logs
+(frame, 7-D state from the measured pose, executed action = commanded target - commanded pose before).
+An episode has steps + 1 frames (the last has no action).
+
+Resumable and atomic per episode: an episode is recorded into `.OUT.partial/ep_NNNNNN` (beside OUT, so a
+torn episode is never listed as training data) and renamed to `OUT/ep_NNNNNN` once complete; a re-run skips
+the complete episodes and redoes a torn one. Episode i draws its start and moves from the seed (seed, i), so
+a resumed run records what an uninterrupted one would have planned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+_LOG = logging.getLogger("collect")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    episodes: int = 40
+    steps: int = 12
+    max_delta: float = 0.05  # m per axis per step
+    box_half: tuple[float, float, float] = (0.12, 0.15, 0.12)  # collection box around the home pose, m
+    box_z_min: float = 0.15  # stay above the cubes (top at 0.07 m)
+    seed: int = 0
+    settle_timeout: float = 20.0
+    fps: float = 4.0  # nominal rate written to the episode meta (as the MPC logs)
+    camera_fps: float = 15.0
+    use_gripper: bool = True
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.steps < 1:
+            raise ValueError(f"episodes and steps must be >= 1, got {self.episodes}, {self.steps}")
+        if not 0 < self.max_delta <= 0.1:
+            raise ValueError(f"max_delta must be in (0, 0.1] m, got {self.max_delta}")
+
+
+def episode_dir(out: Path, index: int) -> Path:
+    return out / f"ep_{index:06d}"
+
+
+def _fresh_frame(camera, since: float, timeout: float = 3.0) -> np.ndarray:
+    """The newest frame rendered after monotonic time `since` (the camera renders at its own rate)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame, age = camera.latest()
+        if time.monotonic() - age > since:
+            return frame
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no camera frame newer than the settled arm within {timeout} s")
+        time.sleep(0.01)
+
+
+def _observe(control, camera, gripper, safety, settle_pause: float = 0.15):
+    """(frame, state [7] float64, commanded xyz [3]) after the arm came to rest."""
+    from robot import shm
+    from robot.mpc import state_from_pose
+
+    time.sleep(settle_pause)  # the impedance-controlled measured pose trails the commanded one briefly
+    t = time.monotonic()
+    frame = _fresh_frame(camera, t)
+    status = control.read_status()
+    if not control.running:
+        raise RuntimeError(f"the control loop stopped: {control.error() or 'status ' + str(status[shm.STATUS])}")
+    grip = 0.0
+    if gripper is not None:
+        grip = float(min(1.0, max(0.0, 1.0 - float(gripper.read_once().width) / safety.gripper_width_open)))
+    state = state_from_pose(status[shm.MEASURED_T], grip).double().numpy()
+    commanded = status[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+    return frame, state, commanded
+
+
+def _move(control, target: np.ndarray, grip: float, timeout: float) -> None:
+    control.send_target(target, grip)
+    if not control.wait_settled(timeout):
+        why = control.error() or ("the control loop stopped" if not control.running else f"timeout {timeout} s")
+        raise RuntimeError(f"the arm did not reach {np.round(target, 4).tolist()}: {why}")
+
+
+def record_episode(path: Path, control, camera, gripper, safety, cfg: CollectConfig, home: np.ndarray,
+                   index: int, tmp: Path) -> Path:
+    """Records episode `index` into `tmp`, then renames it to `path` once complete (atomic per episode).
+    `tmp` must be on the same file system and outside the episode tree (a torn episode is never listed)."""
+    from robot import shm
+    from robot.safety import safe_target
+    from vjepa_fast.data.episodes import EpisodeWriter
+
+    rng = np.random.default_rng([cfg.seed, index])
+    half = np.asarray(cfg.box_half)
+    lo = np.maximum(home - half, np.asarray(safety.workspace_min))
+    lo[2] = max(lo[2], cfg.box_z_min)
+    hi = np.minimum(home + half, np.asarray(safety.workspace_max))
+    start = rng.uniform(lo, hi)
+    # The start move is not recorded: cut it into safe steps (safety.max_step each).
+    here = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+    for _ in range(100):
+        if np.linalg.norm(start - here) < 1e-4:
+            break
+        here, _ = safe_target(here, np.r_[start - here, 0.0, 0.0, 0.0, 0.0], safety)
+        _move(control, here, 0.0, cfg.settle_timeout)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    writer = EpisodeWriter(tmp, fps=cfg.fps, camera="sim:scene_cam",
+                           extra={"source": "robot/collect.py", "seed": cfg.seed, "index": index,
+                                  "max_delta": cfg.max_delta, "box_lo": lo.tolist(), "box_hi": hi.tolist()})
+    try:
+        t0 = time.monotonic()
+        for step in range(cfg.steps + 1):
+            frame, state, commanded = _observe(control, camera, gripper, safety)
+            if step == cfg.steps:
+                writer.append(frame, state, None, timestamp=time.monotonic() - t0)
+                break
+            delta = rng.uniform(-cfg.max_delta, cfg.max_delta, size=3)
+            wanted = np.clip(commanded + delta, lo, hi)
+            target, grip = safe_target(commanded, np.r_[wanted - commanded, 0.0, 0.0, 0.0, state[6]], safety)
+            action = np.r_[target - commanded, 0.0, 0.0, 0.0, 0.0]
+            writer.append(frame, state, action, timestamp=time.monotonic() - t0)
+            _move(control, target, grip, cfg.settle_timeout)
+        writer.close()
+    except BaseException:
+        writer.close()
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def collect(out_dir: str | Path, cfg: CollectConfig, *, progress: bool = True,
+            work_dir: str | Path | None = None) -> list[Path]:
+    """Records cfg.episodes episodes into out_dir/ep_NNNNNN (skipping complete ones); returns their paths."""
+    from robot import shm
+    from robot.camera import CameraProcess
+    from robot.control import ControlProcess
+    from robot.safety import SafetyConfig
+    from robot.sim import SimServer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(cfg.episodes) if not (episode_dir(out, i) / "meta.json").is_file()]
+    paths = [episode_dir(out, i) for i in range(cfg.episodes)]
+    if not todo:
+        _LOG.info("all %d episodes already in %s", cfg.episodes, out)
+        return paths
+    # Faster than the MPC defaults (still half the FR3 limits at most): the moves are short.
+    safety = SafetyConfig(max_step=float(np.sqrt(3) * cfg.max_delta) + 1e-6, max_velocity=0.4,
+                          max_acceleration=2.5, max_jerk=50.0, planner_timeout=120.0)
+    # Beside the output folder, not in it: `find_episodes` lists every meta.json under the output folder.
+    work = Path(work_dir) if work_dir is not None else out.with_name(f".{out.name}.work")
+    partial = out.with_name(f".{out.name}.partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    sim = camera = control = None
+    bar = None
+    try:
+        sim = SimServer(work).start()
+        camera = CameraProcess("sim", fps=cfg.camera_fps, scene_xml=str(sim.scene_xml), qpos_name=sim.qpos_name,
+                               nq_max=sim.NQ_MAX).start()
+        control = ControlProcess(sim.hostname, safety, work / "control_log.npz", max_log_seconds=60.0)
+        control.start()
+        gripper = None
+        if cfg.use_gripper:
+            import pylibfranka
+
+            gripper = pylibfranka.Gripper(sim.hostname)
+        home = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+        _LOG.info("home end-effector position %s", np.round(home, 4).tolist())
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.episodes, initial=cfg.episodes - len(todo), desc="collect", unit="ep")
+        for i in todo:
+            record_episode(episode_dir(out, i), control, camera, gripper, safety, cfg, home, i,
+                           partial / episode_dir(out, i).name)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if control is not None:
+            control.close()
+        if camera is not None:
+            camera.close()
+        if sim is not None:
+            sim.stop()
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="folder of episodes (ep_000000, ...)")
+    p.add_argument("--episodes", type=int, default=40)
+    p.add_argument("--steps", type=int, default=12, help="random moves per episode (frames = steps + 1)")
+    p.add_argument("--max-delta", type=float, default=0.05, help="largest move per axis per step, m")
+    p.add_argument("--box-half", nargs=3, type=float, default=(0.12, 0.15, 0.12),
+                   help="half extent of the collection box around the home pose, m")
+    p.add_argument("--box-z-min", type=float, default=0.15, help="lowest end-effector z, m (cubes below)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-gripper", action="store_true", help="do not connect to the gripper (state 0)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        cfg = CollectConfig(episodes=a.episodes, steps=a.steps, max_delta=a.max_delta, box_half=tuple(a.box_half),
+                            box_z_min=a.box_z_min, seed=a.seed, use_gripper=not a.no_gripper)
+    except ValueError as exc:
+        print(f"collect: error: {exc}", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    try:
+        paths = collect(a.out, cfg)
+    except KeyboardInterrupt:
+        print("collect: interrupted: complete episodes are kept; run again to resume", file=sys.stderr)
+        return 130
+    print(f"collect: {len(paths)} episodes x {cfg.steps} steps in {a.out} ({time.monotonic() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
