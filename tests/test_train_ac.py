@@ -187,3 +187,24 @@ def _reload(cfg: ACTrainConfig):
     model = ActionConditionedPredictor(ACPredictorConfig.from_dict(json.loads(state["predictor_config"])))
     model.load_state_dict(state["model"])
     return model
+
+
+def test_torchrun_ddp_two_processes(world_cache, tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on the CPU) trains, logs every step once and saves one checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    cfg_file = tmp_path / "ac.json"
+    cfg_file.write_text(json.dumps(_cfg(world_cache, tmp_path / "run", total_steps=4, batch_size=8, log_every=1,
+                                        ckpt_every=4, eval_batches=1).to_dict()))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "vjepa_fast.train.ac", "--config", str(cfg_file)],
+        cwd=Path(__file__).resolve().parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
+    assert all(float(r.split(",")[2]) > 0 for r in rows[1:])  # finite, positive losses
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pt")] == ["step_00000004.pt"]

@@ -489,8 +489,10 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
         torch.manual_seed(cfg.seed + 1 + rank)
     train_model: nn.Module = model
     if distributed:
+        # static_graph: the unused extrinsics_encoder gets no gradient, the same every step, and the
+        # predictor runs twice per step (teacher forcing, then the rollout).
         train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            model, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
         )
     batches = _ClipBatches(len(train_ds), cfg.batch_size, world, rank, cfg.seed, start=step * cfg.grad_accum)
     loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.num_workers,
