@@ -150,11 +150,8 @@ def record_episode(path: Path, control, camera, gripper, safety, cfg: CollectCon
 def collect(out_dir: str | Path, cfg: CollectConfig, *, progress: bool = True,
             work_dir: str | Path | None = None) -> list[Path]:
     """Records cfg.episodes episodes into out_dir/ep_NNNNNN (skipping complete ones); returns their paths."""
-    from robot import shm
-    from robot.camera import CameraProcess
-    from robot.control import ControlProcess
+    from robot.rig import Rig
     from robot.safety import SafetyConfig
-    from robot.sim import SimServer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,20 +167,12 @@ def collect(out_dir: str | Path, cfg: CollectConfig, *, progress: bool = True,
     work = Path(work_dir) if work_dir is not None else out.with_name(f".{out.name}.work")
     partial = out.with_name(f".{out.name}.partial")
     partial.mkdir(parents=True, exist_ok=True)
-    sim = camera = control = None
     bar = None
+    rig = Rig(work, safety, sim=True, camera_fps=cfg.camera_fps, gripper=cfg.use_gripper, max_log_seconds=60.0)
     try:
-        sim = SimServer(work).start()
-        camera = CameraProcess("sim", fps=cfg.camera_fps, scene_xml=str(sim.scene_xml), qpos_name=sim.qpos_name,
-                               nq_max=sim.NQ_MAX).start()
-        control = ControlProcess(sim.hostname, safety, work / "control_log.npz", max_log_seconds=60.0)
-        control.start()
-        gripper = None
-        if cfg.use_gripper:
-            import pylibfranka
-
-            gripper = pylibfranka.Gripper(sim.hostname)
-        home = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+        rig.start()
+        control, camera, gripper = rig.control, rig.camera, rig.gripper
+        home = rig.commanded_xyz()
         _LOG.info("home end-effector position %s", np.round(home, 4).tolist())
         if progress:
             from tqdm import tqdm
@@ -197,12 +186,7 @@ def collect(out_dir: str | Path, cfg: CollectConfig, *, progress: bool = True,
     finally:
         if bar is not None:
             bar.close()
-        if control is not None:
-            control.close()
-        if camera is not None:
-            camera.close()
-        if sim is not None:
-            sim.stop()
+        rig.close()
     return paths
 
 

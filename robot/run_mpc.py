@@ -178,11 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
 
-    from robot.camera import CameraProcess, save_png
-    from robot.control import ControlProcess
+    from robot.camera import save_png
     from robot.mpc import MPCRunner
+    from robot.rig import Rig
     from robot.safety import SafetyConfig
-    from robot.sim import SimServer
     from vjepa_fast.planning import CEMPlanner, PlannerConfig
 
     log_dir = Path(args.log_dir)
@@ -205,30 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave a core to the 1 kHz loop
     planner = CEMPlanner(world_model, planner_cfg)
 
-    sim = camera = control = gripper = None
+    rig = None
     try:
-        if args.sim:
-            sim = SimServer(log_dir / "sim").start()
-            ip = sim.hostname
-            _LOG.info("franky-sim (MuJoCo) running on %s", ip)
-        else:
-            ip = args.robot_ip
-        kind = args.camera or ("sim" if args.sim else "opencv")
-        if kind == "sim":
-            if sim is None:
-                raise ValueError("--camera sim needs --sim")
-            camera = CameraProcess("sim", fps=args.camera_fps, scene_xml=str(sim.scene_xml),
-                                   qpos_name=sim.qpos_name, nq_max=sim.NQ_MAX)
-        else:
-            camera = CameraProcess(kind, fps=args.camera_fps, device=args.camera_device)
-        camera.start()
-        control = ControlProcess(ip, safety, log_dir / "control_log.npz", enforce_realtime=not args.sim,
-                                 error_recovery=args.error_recovery)
-        control.start()
-        if not args.no_gripper:
-            import pylibfranka
-
-            gripper = pylibfranka.Gripper(ip)
+        rig = Rig(log_dir, safety, sim=args.sim, robot_ip=args.robot_ip, camera=args.camera,
+                  camera_fps=args.camera_fps, camera_device=args.camera_device, gripper=not args.no_gripper,
+                  error_recovery=args.error_recovery).start()
+        control, camera, gripper = rig.control, rig.camera, rig.gripper
         goal_xyz = None
         if args.goal_offset is not None:
             frame, goal_xyz, _ = _render_goal(control, camera, np.asarray(args.goal_offset), args.settle_timeout)
@@ -247,12 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_mpc: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        if control is not None:
-            control.close()
-        if camera is not None:
-            camera.close()
-        if sim is not None:
-            sim.stop()
+        if rig is not None:
+            rig.close()
     plan_s = [r.plan_seconds for r in summary.records]
     print(f"run_mpc: {summary.steps} steps, {'finished' if summary.ok else 'STOPPED: ' + summary.reason}; "
           f"planning {np.mean(plan_s) if plan_s else float('nan'):.2f} s/step; logs in {log_dir}")

@@ -4,7 +4,6 @@ RoPE, attention switch, AC block-causality and KV cache, bf16 autocast and torch
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest

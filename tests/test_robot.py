@@ -145,26 +145,17 @@ class FaultyPlanner:
 @pytest.fixture
 def rig(tmp_path: Path):
     """A fresh simulator + camera + control loop + tiny random world model (one simulator per test)."""
-    from robot.camera import CameraProcess
-    from robot.control import ControlProcess
-    from robot.sim import SimServer
+    from robot.rig import Rig
     from vjepa_fast.models import ACPredictorConfig, ActionConditionedPredictor, EncoderConfig, VideoEncoder
     from vjepa_fast.planning import CEMPlanner, PlannerConfig, WorldModel
 
     torch.manual_seed(0)
     wm = WorldModel(VideoEncoder(EncoderConfig.tiny()).eval(), ActionConditionedPredictor(ACPredictorConfig.tiny()))
     planner = CEMPlanner(wm, PlannerConfig(num_samples=16, topk=4, iterations=2, horizon=1, max_norm=0.03))
-    sim = SimServer(tmp_path / "sim").start()
-    camera = CameraProcess("sim", scene_xml=str(sim.scene_xml), qpos_name=sim.qpos_name, nq_max=sim.NQ_MAX,
-                           timeout=1.5).start()
     safety = SafetyConfig(max_step=0.03)
-    control = ControlProcess(sim.hostname, safety, tmp_path / "control_log.npz")
-    control.start()
-    yield {"wm": wm, "planner": planner, "sim": sim, "camera": camera, "control": control, "safety": safety,
-           "log": tmp_path / "run"}
-    control.close()
-    camera.close()
-    sim.stop()
+    with Rig(tmp_path, safety, sim=True, camera_timeout=1.5, gripper=False) as rig:
+        yield {"wm": wm, "planner": planner, "sim": rig.sim, "camera": rig.camera, "control": rig.control,
+               "safety": safety, "log": tmp_path / "run"}
 
 
 @pytest.mark.parametrize(("fault", "message", "steps_done"), [

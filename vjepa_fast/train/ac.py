@@ -18,7 +18,6 @@ import csv
 import dataclasses
 import json
 import logging
-import math
 import os
 import re
 import sys

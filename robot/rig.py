@@ -1,0 +1,96 @@
+"""The robot rig as one object: the simulator (or a real arm's IP), the camera process, the control process and
+the gripper, started in that order and stopped in reverse (the arm is braked first), whatever fails."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot import shm
+from robot.camera import CameraProcess
+from robot.control import ControlProcess
+from robot.safety import SafetyConfig
+from robot.sim import SimServer
+
+_LOG = logging.getLogger(__name__)
+
+
+class Rig:
+    """`with Rig(workdir, safety, sim=True) as rig:` gives `rig.control`, `rig.camera`, `rig.gripper`, `rig.sim`.
+
+    sim: start franky-sim (MuJoCo) on a free loopback address; otherwise `robot_ip` is a real arm, driven with
+    real time enforced. camera: "sim" (needs sim), "opencv" or "realsense".
+    """
+
+    def __init__(self, workdir: str | Path, safety: SafetyConfig, *, sim: bool, robot_ip: str | None = None,
+                 camera: str | None = None, camera_fps: float = 10.0, camera_timeout: float = 3.0,
+                 camera_device: Any = 0, gripper: bool = True, error_recovery: bool = False,
+                 max_log_seconds: float = 600.0) -> None:
+        if not sim and not robot_ip:
+            raise ValueError("give sim=True or a robot_ip")
+        self.workdir = Path(workdir)
+        self.safety = safety
+        self.use_sim, self.robot_ip = sim, robot_ip
+        self.camera_kind = camera or ("sim" if sim else "opencv")
+        if self.camera_kind == "sim" and not sim:
+            raise ValueError("the sim camera needs the simulator (sim=True)")
+        self.camera_fps, self.camera_timeout, self.camera_device = camera_fps, camera_timeout, camera_device
+        self.use_gripper, self.error_recovery, self.max_log_seconds = gripper, error_recovery, max_log_seconds
+        self.sim: SimServer | None = None
+        self.camera: CameraProcess | None = None
+        self.control: ControlProcess | None = None
+        self.gripper: Any = None
+
+    def start(self) -> Rig:
+        try:
+            if self.use_sim:
+                self.sim = SimServer(self.workdir / "sim").start()
+                ip = self.sim.hostname
+                _LOG.info("franky-sim (MuJoCo) running on %s", ip)
+            else:
+                ip = self.robot_ip
+            if self.camera_kind == "sim":
+                self.camera = CameraProcess("sim", fps=self.camera_fps, timeout=self.camera_timeout,
+                                            scene_xml=str(self.sim.scene_xml), qpos_name=self.sim.qpos_name,
+                                            nq_max=self.sim.NQ_MAX)
+            else:
+                self.camera = CameraProcess(self.camera_kind, fps=self.camera_fps, timeout=self.camera_timeout,
+                                            device=self.camera_device)
+            self.camera.start()
+            self.control = ControlProcess(ip, self.safety, self.workdir / "control_log.npz",
+                                          enforce_realtime=not self.use_sim, error_recovery=self.error_recovery,
+                                          max_log_seconds=self.max_log_seconds)
+            self.control.start()
+            if self.use_gripper:
+                import pylibfranka
+
+                self.gripper = pylibfranka.Gripper(ip)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def commanded_xyz(self) -> np.ndarray:
+        """The end-effector position the 1 kHz loop commands now, [3] m."""
+        return self.control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+
+    def close(self) -> None:
+        """Brakes and finishes the motion, then stops the camera and the simulator (each at most once)."""
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self.camera is not None:
+            self.camera.close()
+            self.camera = None
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+
+    def __enter__(self) -> Rig:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
