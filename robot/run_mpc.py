@@ -123,6 +123,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--topk", type=int, default=8, help="elites (paper: 10)")
     c.add_argument("--iterations", type=int, default=3, help="CEM iterations (paper: 10)")
     c.add_argument("--horizon", type=int, default=2, help="actions per plan")
+    c.add_argument("--keep-elites", action="store_true", help="carry each iteration's elites into the next (iCEM)")
+    c.add_argument("--return-best", action="store_true", help="plan = better of final mean and best elite")
+    c.add_argument("--coarse-iterations", type=int, default=0,
+                   help="roll out the first N CEM iterations in bf16 (useful with --dtype float32)")
     c.add_argument("--momentum", type=float, default=0.15, help="momentum of mean/std updates")
     c.add_argument("--bound", default="box", choices=["box", "ball"], help="per-axis box or L2 ball of --max-step")
     c.add_argument("--plan-gripper", action="store_true", help="plan the gripper too (default: hold it)")
@@ -196,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                                     horizon=args.horizon, momentum_pos=args.momentum, momentum_grip=args.momentum,
                                     max_norm=args.max_step, bound=args.bound,
                                     gripper="plan" if args.plan_gripper else "hold", seed=args.seed,
-                                    dtype=args.dtype)
+                                    dtype=args.dtype, keep_elites=args.keep_elites, return_best=args.return_best,
+                                    coarse_iterations=args.coarse_iterations)
         world_model = build_world_model(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"run_mpc: error: {exc}", file=sys.stderr)

@@ -55,7 +55,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_world_model(args: argparse.Namespace):
+def _load_world_model(args: argparse.Namespace, dtype: str | None = None):
     """Encoder and AC predictor from files (our safetensors, or Meta's .pt; one file may hold both)."""
     import torch
 
@@ -72,17 +72,21 @@ def _load_world_model(args: argparse.Namespace):
     if pred_file.kind != "ac" or pred_file.predictor is None:
         raise SystemExit(f"error: {args.predictor or args.encoder} holds no action-conditioned predictor")
     device = torch.device(args.device)
-    return WorldModel(enc_file.encoder.to(device), pred_file.predictor.to(device), dtype=args.dtype)
+    dtype = dtype or args.dtype or "bfloat16"
+    return WorldModel(enc_file.encoder.to(device), pred_file.predictor.to(device), dtype=dtype)
 
 
 def _planner_config(args: argparse.Namespace):
     from vjepa_fast.planning import PlannerConfig
 
-    base = PlannerConfig.paper() if args.preset == "paper" else PlannerConfig.cpu_small()
+    presets = {"paper": PlannerConfig.paper, "cpu-small": PlannerConfig.cpu_small,
+               "cpu-small-efficient": PlannerConfig.cpu_small_efficient}
+    base = presets[args.preset]()
     overrides = {k: v for k, v in {
         "num_samples": args.samples, "topk": args.topk, "iterations": args.iterations, "horizon": args.horizon,
         "max_norm": args.max_norm, "bound": args.bound, "gripper": args.gripper, "seed": args.seed,
-        "dtype": args.dtype}.items() if v is not None}
+        "dtype": args.dtype, "keep_elites": args.keep_elites, "return_best": args.return_best,
+        "coarse_iterations": args.coarse_iterations}.items() if v is not None}
     return base.replace(**overrides)
 
 
@@ -94,7 +98,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from vjepa_fast.planning import CEMPlanner
 
     cfg = _planner_config(args)
-    wm = _load_world_model(args)
+    wm = _load_world_model(args, cfg.dtype)
     state = torch.tensor([args.state], dtype=torch.float32, device=args.device)
     planner = CEMPlanner(wm, cfg)
     z_obs = wm.encode_image_files([args.obs]).to(args.device)
@@ -102,8 +106,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = planner.plan(z_obs, state, z_goal).cpu()  # .cpu(): the only host sync of the plan
     dt = time.perf_counter() - t0
-    print(f"plan: {cfg.num_samples} samples, top-{cfg.topk}, {cfg.iterations} iterations, horizon {cfg.horizon}, "
-          f"{cfg.dtype}, {dt:.2f} s")
+    coarse = f" ({cfg.coarse_iterations} in {cfg.coarse_dtype})" if cfg.coarse_iterations else ""
+    extras = "".join([", elites kept" if cfg.keep_elites else "", ", best returned" if cfg.return_best else ""])
+    print(f"plan: {cfg.num_samples} samples, top-{cfg.topk}, {cfg.iterations} iterations{coarse}, horizon "
+          f"{cfg.horizon}, {cfg.dtype}{extras}, {dt:.2f} s")
     for h, a in enumerate(res.actions[0].tolist()):
         print(f"step {h}: dxyz = ({a[0]:+.4f}, {a[1]:+.4f}, {a[2]:+.4f}) m  drot = (0, 0, 0)  dgrip = {a[6]:+.3f}")
     print(f"energy of the plan: {res.energy[0].item():.5f}")
@@ -139,7 +145,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", type=float, nargs=7, default=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
                    metavar="S", help="end-effector state: x y z (m) roll pitch yaw (rad, extrinsic xyz) gripper")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="rollout dtype")
+    p.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
+                   help="rollout dtype (default: the preset's; bfloat16 for cpu-small and paper)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,8 +207,9 @@ encoder.safetensors (the target encoder, for downstream use).""",
         "with the action-conditioned predictor and prints the planned actions and their energy.",
     )
     _add_model_args(p)
-    p.add_argument("--preset", default="cpu-small", choices=["cpu-small", "paper"],
-                   help="planner preset (cpu-small: 200 samples, 5 iterations, horizon 2; paper: 800, 10, 1)")
+    p.add_argument("--preset", default="cpu-small", choices=["cpu-small", "cpu-small-efficient", "paper"],
+                   help="planner preset (cpu-small: 200 samples, 5 iterations, horizon 2; cpu-small-efficient: "
+                   "48 samples, 10 iterations (6 in bf16, 4 in fp32), elites kept, best returned; paper: 800, 10, 1)")
     p.add_argument("--samples", type=int, default=None, help="samples per iteration")
     p.add_argument("--topk", type=int, default=None, help="elites per iteration")
     p.add_argument("--iterations", type=int, default=None, help="CEM iterations")
@@ -210,6 +218,12 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.add_argument("--bound", default=None, choices=["box", "ball"], help="xyz step bound (default box)")
     p.add_argument("--gripper", default=None, choices=["hold", "plan"], help="hold or plan the gripper")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
+    p.add_argument("--keep-elites", action=argparse.BooleanOptionalAction, default=None,
+                   help="carry each iteration's elites into the next selection (iCEM)")
+    p.add_argument("--return-best", action=argparse.BooleanOptionalAction, default=None,
+                   help="return the better of the final mean and the best elite (not always the mean)")
+    p.add_argument("--coarse-iterations", type=int, default=None,
+                   help="roll out the first N iterations in bf16, the rest in --dtype")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(

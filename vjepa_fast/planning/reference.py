@@ -29,6 +29,9 @@ class ReferencePlanner:
     """Meta-style CEM planner over an `ActionConditionedPredictor` (fp32 copy, full recompute per step)."""
 
     def __init__(self, predictor: ActionConditionedPredictor, config: PlannerConfig) -> None:
+        if not config.is_reference_algorithm:
+            raise ValueError("ReferencePlanner runs the reference algorithm only: keep_elites, return_best and "
+                             "coarse_iterations must be off in its PlannerConfig")
         self.predictor = predictor.float().eval()
         self.config = config
         self.latent_shape = (predictor.config.tokens_per_frame, predictor.config.embed_dim)

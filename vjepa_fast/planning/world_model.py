@@ -134,6 +134,19 @@ class WorldModel(nn.Module):
         self._lean = LeanACRollout(self.predictor, self.dtype) if impl == "lean" else None
         self.latent_shape = (pcfg.tokens_per_frame, pcfg.embed_dim)
 
+    def with_dtype(self, dtype: torch.dtype | str) -> WorldModel:
+        """This world model's predictor in another compute dtype (no encoder: rollouts only), e.g. the bf16
+        "coarse" model of `PlannerConfig.coarse_iterations`. Returns self when the dtype is already this one.
+        Only to an equal or narrower dtype: the copy is made from this model's weights, in its dtype."""
+        dt = as_dtype(dtype)
+        if dt == self.dtype:
+            return self
+        if dt.itemsize > self.dtype.itemsize:
+            raise ValueError(f"with_dtype({dt}) from a {self.dtype} WorldModel would widen rounded weights: build "
+                             f"the {dt} model from the original predictor instead")
+        return WorldModel(None, self.predictor, dtype=dt, gripper_range=self.gripper_range,
+                          chunk_samples=self.chunk_samples, impl=self.impl)
+
     @property
     def max_horizon(self) -> int:
         """Longest action sequence a rollout from one context frame can take (the predictor's time steps)."""
