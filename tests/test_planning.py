@@ -323,6 +323,13 @@ def test_planner_fp32_matches_reference_planner():
     torch.testing.assert_close(ours.stats["best"], ref.stats["best"], atol=1e-5, rtol=1e-4)
 
 
+def test_reference_planner_leaves_a_bf16_predictor_alone():
+    pred = _tiny_predictor().to(torch.bfloat16)
+    planner = ReferencePlanner(pred, PlannerConfig(num_samples=4, topk=2, iterations=1, horizon=1))
+    assert next(pred.parameters()).dtype == torch.bfloat16
+    assert next(planner.predictor.parameters()).dtype == torch.float32
+
+
 # --------------------------------------------------------------------------------- energy landscape
 
 

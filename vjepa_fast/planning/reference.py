@@ -13,6 +13,8 @@ same samples under the same seed).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -32,7 +34,9 @@ class ReferencePlanner:
         if not config.is_reference_algorithm:
             raise ValueError("ReferencePlanner runs the reference algorithm only: keep_elites, return_best and "
                              "coarse_iterations must be off in its PlannerConfig")
-        self.predictor = predictor.float().eval()
+        # An fp32 copy when needed: `.float()` on the caller's module would convert it in place.
+        fp32 = all(p.dtype == torch.float32 for p in predictor.parameters())
+        self.predictor = (predictor if fp32 else copy.deepcopy(predictor).float()).eval()
         self.config = config
         self.latent_shape = (predictor.config.tokens_per_frame, predictor.config.embed_dim)
 
