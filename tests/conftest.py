@@ -20,21 +20,28 @@ import pytest  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+FIXTURE_FILES = ("official_tiny.pt", "official_tiny_io.pt", "official_ac_tiny.pt", "official_ac_tiny_io.pt",
+                 "official_keys.json", "official_cem.pt")
+
+
 def _fixtures_dir() -> Path:
     env = os.environ.get("VJEPA_FAST_FIXTURES")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "fixtures"
+    return Path(env) if env else REPO_ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """Folder with the golden outputs of Meta's reference code (../shared/fixtures).
+    """Folder with the golden outputs of Meta's reference code: tests/fixtures/ (the repository's copy, with
+    its README saying how they were made), or $VJEPA_FAST_FIXTURES.
 
-    A missing folder is an error, not a skip: parity is the point of these tests.
+    A missing file is an error, not a skip: parity is the point of these tests.
     """
     path = _fixtures_dir()
-    if not (path / "official_tiny.pt").is_file():
+    missing = [f for f in FIXTURE_FILES if not (path / f).is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"reference fixtures not found in {path}; set VJEPA_FAST_FIXTURES to the shared/fixtures folder"
+            f"reference fixtures {missing} not found in {path}: they ship in the repository's tests/fixtures/ "
+            "(git clone brings them); VJEPA_FAST_FIXTURES may point to another copy"
         )
     return path
 
