@@ -20,6 +20,7 @@ from vjepa_fast.planning import (
     to_actions,
 )
 from vjepa_fast.planning.reference import ReferencePlanner
+from vjepa_fast.precision import native_bf16
 
 # ------------------------------------------------------------------------------------------ toy models
 
@@ -263,7 +264,11 @@ def test_world_model_with_dtype_and_auto_coarse_model():
     assert (got - ref).abs().mean() < 0.05  # bf16 rounding of the same model, not another model
     with pytest.raises(ValueError, match="widen"):
         low.with_dtype("float32")
-    planner = CEMPlanner(wm, PlannerConfig(num_samples=8, topk=2, iterations=2, horizon=2, coarse_iterations=1))
+    cfg = PlannerConfig(num_samples=8, topk=2, iterations=2, horizon=2, coarse_iterations=1)
+    # coarse_dtype "auto": bf16 where the CPU does it natively; elsewhere the main model itself.
+    auto = CEMPlanner(wm, cfg).coarse_model
+    assert (auto.dtype == torch.bfloat16) if native_bf16("cpu") else (auto is wm)
+    planner = CEMPlanner(wm, cfg.replace(coarse_dtype="bfloat16"))  # explicit: bf16 on every CPU
     assert planner.coarse_model.dtype == torch.bfloat16
     res = planner.plan(z0, STATE, wm.rollout(z0, STATE, acts[:, :1])[:, 0])
     assert torch.isfinite(res.energy).all()
@@ -375,7 +380,8 @@ def test_cli_plan_and_landscape(tmp_path, capsys):
     assert main(["plan", *common, "--preset", "cpu-small-efficient", "--samples", "12", "--iterations", "3",
                  "--coarse-iterations", "1"]) == 0
     out = capsys.readouterr().out
-    assert "3 iterations (1 in bfloat16)" in out and "float32, elites kept, best returned" in out
+    coarse = "bfloat16" if native_bf16("cpu") else "float32"  # coarse_dtype "auto"
+    assert f"3 iterations (1 in {coarse})" in out and "float32, elites kept, best returned" in out
     png = tmp_path / "land.png"
     assert main(["energy-landscape", *common, "--steps", "5", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"

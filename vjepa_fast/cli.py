@@ -72,7 +72,7 @@ def _load_world_model(args: argparse.Namespace, dtype: str | None = None):
     if pred_file.kind != "ac" or pred_file.predictor is None:
         raise SystemExit(f"error: {args.predictor or args.encoder} holds no action-conditioned predictor")
     device = torch.device(args.device)
-    dtype = dtype or args.dtype or "bfloat16"
+    dtype = dtype or args.dtype or "auto"
     return WorldModel(enc_file.encoder.to(device), pred_file.predictor.to(device), dtype=dtype)
 
 
@@ -106,10 +106,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = planner.plan(z_obs, state, z_goal).cpu()  # .cpu(): the only host sync of the plan
     dt = time.perf_counter() - t0
-    coarse = f" ({cfg.coarse_iterations} in {cfg.coarse_dtype})" if cfg.coarse_iterations else ""
+    from vjepa_fast.precision import dtype_name
+
+    coarse_dt = dtype_name(planner.coarse_model.dtype) if cfg.coarse_iterations else ""
+    coarse = f" ({cfg.coarse_iterations} in {coarse_dt})" if cfg.coarse_iterations else ""
     extras = "".join([", elites kept" if cfg.keep_elites else "", ", best returned" if cfg.return_best else ""])
     print(f"plan: {cfg.num_samples} samples, top-{cfg.topk}, {cfg.iterations} iterations{coarse}, horizon "
-          f"{cfg.horizon}, {cfg.dtype}{extras}, {dt:.2f} s")
+          f"{cfg.horizon}, {dtype_name(wm.dtype)}{extras}, {dt:.2f} s")
     for h, a in enumerate(res.actions[0].tolist()):
         print(f"step {h}: dxyz = ({a[0]:+.4f}, {a[1]:+.4f}, {a[2]:+.4f}) m  drot = (0, 0, 0)  dgrip = {a[6]:+.3f}")
     print(f"energy of the plan: {res.energy[0].item():.5f}")
@@ -145,8 +148,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", type=float, nargs=7, default=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
                    metavar="S", help="end-effector state: x y z (m) roll pitch yaw (rad, extrinsic xyz) gripper")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
-                   help="rollout dtype (default: the preset's; bfloat16 for cpu-small and paper)")
+    p.add_argument("--dtype", default=None, choices=["auto", "bfloat16", "float32"],
+                   help="rollout dtype (default: the preset's, 'auto' for cpu-small and paper: bfloat16 on a GPU "
+                        "or a CPU with AMX / AVX512_BF16, float32 elsewhere; VJEPA_FAST_CPU_FALLBACK=1 forces "
+                        "the AVX2-only behaviour)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +228,8 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.add_argument("--return-best", action=argparse.BooleanOptionalAction, default=None,
                    help="return the better of the final mean and the best elite (not always the mean)")
     p.add_argument("--coarse-iterations", type=int, default=None,
-                   help="roll out the first N iterations in bf16, the rest in --dtype")
+                   help="roll out the first N iterations in bf16 (where the CPU/GPU does bf16 natively), the "
+                        "rest in --dtype")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from vjepa_fast.ops import cem_refit, cem_sample
-from vjepa_fast.planning.world_model import PlanningModel, as_dtype
+from vjepa_fast.planning.world_model import PlanningModel, check_dtype_name
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM
 
 __all__ = ["PlannerConfig", "PlanResult", "CEMPlanner", "GoalSequence", "to_actions", "shift_plan", "l1_energy"]
@@ -40,7 +40,8 @@ class PlannerConfig:
     gripper: "hold" (gripper delta 0, A = 3) or "plan" (A = 4; delta in [-gripper_step, gripper_step]).
     init_std: starting std of the xyz dims (None: max_norm); the gripper's starts at gripper_step.
     min_std: floor of the refitted std. seed: Philox key (iteration i uses stream offset i).
-    dtype: the world model's compute dtype ("bfloat16" or "float32"), recorded for `WorldModel`.
+    dtype: the world model's compute dtype, recorded for `WorldModel`: "auto" (bf16 where the device does it
+        natively, fp32 elsewhere: `vjepa_fast.precision`), "bfloat16" or "float32".
     validate: check input values (NaN goal, ...): None = only on the CPU (on CUDA it would sync).
 
     Sample-efficient options (all off by default: the defaults are the reference algorithm, sample for sample):
@@ -49,7 +50,8 @@ class PlannerConfig:
     return_best: the plan is the better of the final mean and the best elite (both re-scored by the main
         model in one 2-sample rollout); the reference always returns the mean.
     coarse_iterations: the first n iterations roll out in `coarse_dtype` (a cheaper copy of the model: bf16
-        matmuls run ~2x fp32 on a CPU); the later ones, and the plan's energy, use the main model. Early on the
+        matmuls run ~2x fp32 on a CPU with AVX512_BF16, ~4x with AMX; "auto" is bf16 only there, so on a CPU
+        without native bf16 every iteration runs in the main dtype); the later ones, and the plan's energy, use the main model. Early on the
         energy differences between samples are far above bf16 rounding noise (~3e-3 L1 at cpu-small); near the
         optimum they are not. Elites kept across the switch are re-scored by the main model.
     """
@@ -67,12 +69,12 @@ class PlannerConfig:
     init_std: float | None = None
     min_std: float = 0.0
     seed: int = 0
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
     validate: bool | None = None
     keep_elites: bool = False
     return_best: bool = False
     coarse_iterations: int = 0
-    coarse_dtype: str = "bfloat16"
+    coarse_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "topk", "iterations", "horizon"):
@@ -99,8 +101,8 @@ class PlannerConfig:
             raise ValueError(f"PlannerConfig.gripper must be one of {GRIPPER_MODES}, got {self.gripper!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ValueError(f"PlannerConfig.seed must be an int in [0, 2^63), got {self.seed!r}")
-        as_dtype(self.dtype)
-        as_dtype(self.coarse_dtype)
+        check_dtype_name(self.dtype, "PlannerConfig.dtype")
+        check_dtype_name(self.coarse_dtype, "PlannerConfig.coarse_dtype")
         for name in ("keep_elites", "return_best"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"PlannerConfig.{name} must be a bool, got {getattr(self, name)!r}")
@@ -132,12 +134,13 @@ class PlannerConfig:
     @classmethod
     def cpu_small_efficient(cls, **overrides: Any) -> PlannerConfig:
         """`cpu-small`'s problem (top-10, horizon 2, same bounds and momenta) on a sample-efficient schedule:
-        10 iterations of 48 samples (480 rollouts, not 1000), the first 6 in bf16 and the last 4 in fp32,
-        elites kept across iterations, the better of mean and best elite returned. Over 4 problems x 6 seeds
-        at cpu-small it reached an 18% lower mean final energy than the 200 x 5 reference schedule, lower on
-        each problem, in under a third of the fp32 time (`benchmarks/RESULTS.md`)."""
+        10 iterations of 48 samples (480 rollouts, not 1000), the first 6 in bf16 where the CPU does bf16
+        natively ("auto"; fp32 elsewhere) and the last 4 in fp32, elites kept across iterations, the better of
+        mean and best elite returned. Over 4 problems x 6 seeds at cpu-small (AVX512_BF16 CPU) it reached an
+        11% lower mean final energy than the 200 x 5 schedule (lower on 3 of the 4 problems), 6.25x faster than
+        the Meta-style reference planner (`benchmarks/RESULTS.md`)."""
         return cls(**{"num_samples": 48, "topk": 10, "iterations": 10, "horizon": 2, "keep_elites": True,
-                      "return_best": True, "coarse_iterations": 6, "coarse_dtype": "bfloat16", "dtype": "float32",
+                      "return_best": True, "coarse_iterations": 6, "coarse_dtype": "auto", "dtype": "float32",
                       **overrides})
 
     def replace(self, **changes: Any) -> PlannerConfig:

@@ -12,7 +12,8 @@ Here, per block:
 - keys/values go straight into a preallocated [M, H*(N+2), heads, hd] buffer (no per-step concatenation), and
   attention reads strided views (no transposing copies);
 - on the CPU the linears are oneDNN's with fused epilogues (bias + exact GELU, bias + residual add), as
-  inductor emits for CPU inference; the context frame is embedded once per problem, not per sample.
+  inductor emits for CPU inference, where `precision.private_cpu_ops_ok` allows (public F.linear elsewhere);
+  the context frame is embedded once per problem, not per sample.
 Everything else (pre-norm blocks, exact GELU, block-causal attention, final norm + proj on the frame tokens)
 is the predictor's maths; `tests/test_planning.py` checks it against the module forward with the KV cache.
 """
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from vjepa_fast.models import ActionConditionedPredictor
 from vjepa_fast.models.ac_predictor import COND_TOKENS
 from vjepa_fast.models.attention import attention
+from vjepa_fast.precision import private_cpu_ops_ok
 
 __all__ = ["LeanACRollout"]
 
@@ -126,7 +128,9 @@ class LeanACRollout:
     def _fused_ok(self, device: torch.device) -> bool:
         # oneDNN linear with fused epilogues (bias + GELU, bias + residual add): on 2 CPU cores at the
         # cpu-small preset, fc1+GELU 72 -> 54 ms and proj+residual 53 -> 43 ms per call (bf16, M = 13200).
-        return device.type == "cpu" and _MKLDNN_LINEAR and self.dtype in (torch.float32, torch.bfloat16)
+        # A private op: only where `precision.private_cpu_ops_ok` allows it (no bf16 kernel on AVX2-only CPUs;
+        # never when the fallback is forced); F.linear + F.gelu / add_ is the public path.
+        return device.type == "cpu" and private_cpu_ops_ok(self.dtype)
 
     @torch.inference_mode()
     def __call__(
@@ -192,13 +196,6 @@ class LeanACRollout:
                 nxt = out if between_steps is None else between_steps(out)
                 frame = F.linear(nxt.float(), *self.embed)
         return torch.stack(outs, 1)
-
-
-_MKLDNN_LINEAR = (
-    torch.backends.mkldnn.is_available()
-    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    and hasattr(torch.ops.mkldnn._linear_pointwise, "binary")
-)
 
 
 def _attention_bf16_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

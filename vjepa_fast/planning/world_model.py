@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from vjepa_fast.models import ACKVCache, ActionConditionedPredictor, VideoEncoder
 from vjepa_fast.planning.rollout import LeanACRollout
+from vjepa_fast.precision import resolve_dtype
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM, rollout_states
 
 __all__ = ["PlanningModel", "WorldModel", "TARGET_LN_EPS", "check_rollout_inputs"]
@@ -30,15 +31,16 @@ TARGET_LN_EPS = 1e-5
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
-def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """torch dtype from a dtype or one of "bfloat16" / "float32" / "float16"."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES.values():
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype}")
-        return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    return _DTYPES[dtype]
+def as_dtype(dtype: torch.dtype | str, device: torch.device | str = "cpu", *, what: str = "compute") -> torch.dtype:
+    """torch dtype from a dtype, one of "bfloat16" / "float32" / "float16", or "auto" (bf16 where `device` does
+    it natively, else fp32: `vjepa_fast.precision.resolve_dtype`)."""
+    return resolve_dtype(dtype, device, what=what)
+
+
+def check_dtype_name(name: str, what: str) -> None:
+    """ValueError unless `name` is "auto" or a dtype name `as_dtype` accepts (checked without a device)."""
+    if not isinstance(name, str) or (name != "auto" and name not in _DTYPES):
+        raise ValueError(f"{what} must be 'auto' or one of {sorted(_DTYPES)}, got {name!r}")
 
 
 @runtime_checkable
@@ -83,8 +85,10 @@ class WorldModel(nn.Module):
     Args:
         encoder: the frozen video encoder (its output width must be the predictor's `embed_dim`).
         predictor: the action-conditioned predictor.
-        dtype: compute dtype of the rollout ("bfloat16" by default: AMX on the CPU, tensor cores on the GPU).
-            The predictor is copied once in that dtype; energies and the layer norms between steps are fp32.
+        dtype: compute dtype of the rollout: "auto" (default: bf16 where the predictor's device does bf16
+            natively, a GPU or a CPU with AMX / AVX512_BF16; fp32 elsewhere, e.g. on an AVX2-only CPU where
+            bf16 is ~7x slower), "bfloat16", "float32" or a torch dtype. The predictor is copied once in that
+            dtype; energies and the layer norms between steps are fp32.
         encoder_dtype: compute dtype of the encoder (default float32: it runs twice per plan, not per sample).
         gripper_range: clamp of the gripper state when states are advanced (None: no clamp).
         chunk_samples: if set, the rollout runs at most this many sequences (B * S) at once (bounds memory at
@@ -98,7 +102,7 @@ class WorldModel(nn.Module):
         encoder: VideoEncoder | None,
         predictor: ActionConditionedPredictor,
         *,
-        dtype: torch.dtype | str = "bfloat16",
+        dtype: torch.dtype | str = "auto",
         encoder_dtype: torch.dtype | str = "float32",
         gripper_range: tuple[float, float] | None = (0.0, 1.0),
         chunk_samples: int | None = None,
@@ -124,8 +128,10 @@ class WorldModel(nn.Module):
         if impl not in ("lean", "module"):
             raise ValueError(f"impl must be 'lean' or 'module', got {impl!r}")
         self.impl = impl
-        self.dtype = as_dtype(dtype)
-        self.encoder_dtype = as_dtype(encoder_dtype)
+        pdev = predictor.predictor_embed.weight.device
+        self.dtype = as_dtype(dtype, pdev, what="planner rollout")
+        edev = pdev if encoder is None else next(encoder.parameters()).device
+        self.encoder_dtype = as_dtype(encoder_dtype, edev, what="planner encoder")
         self.gripper_range = gripper_range
         self.chunk_samples = chunk_samples
         # Frozen copies in the compute dtypes (the originals are left untouched for the caller).
@@ -137,8 +143,9 @@ class WorldModel(nn.Module):
     def with_dtype(self, dtype: torch.dtype | str) -> WorldModel:
         """This world model's predictor in another compute dtype (no encoder: rollouts only), e.g. the bf16
         "coarse" model of `PlannerConfig.coarse_iterations`. Returns self when the dtype is already this one.
-        Only to an equal or narrower dtype: the copy is made from this model's weights, in its dtype."""
-        dt = as_dtype(dtype)
+        Only to an equal or narrower dtype: the copy is made from this model's weights, in its dtype. "auto" is
+        bf16 where the device does it natively, else this model's dtype (then self is returned)."""
+        dt = as_dtype(dtype, self.predictor.predictor_embed.weight.device, what="planner coarse rollout")
         if dt == self.dtype:
             return self
         if dt.itemsize > self.dtype.itemsize:

@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from vjepa_fast.models import ACKVCache, ACPredictorConfig, ActionConditionedPredictor
+from vjepa_fast.precision import AMP_CHOICES, amp_dtype
 from vjepa_fast.train.optim import param_groups
 from vjepa_fast.train.schedule import warmup_constant_cooldown
 
@@ -268,7 +269,7 @@ class ACTrainConfig:
     weight_decay: float = 0.04
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    amp: str = "bf16"  # "bf16" autocast or "none" (fp32)
+    amp: str = "auto"  # "auto" (bf16 autocast where the device does bf16 natively, else fp32), "bf16", "none"
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
@@ -282,8 +283,8 @@ class ACTrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.amp not in ("bf16", "none"):
-            raise ValueError(f"amp must be 'bf16' or 'none', got {self.amp!r}")
+        if self.amp not in AMP_CHOICES:
+            raise ValueError(f"amp must be one of {AMP_CHOICES}, got {self.amp!r}")
         for name in ("batch_size", "grad_accum", "total_steps", "frame_step", "rollout_steps", "log_every",
                      "keep_checkpoints"):
             if getattr(self, name) < 1:
@@ -497,7 +498,8 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
     loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     it = iter(loader)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.amp == "bf16" else nullcontext()
+    train_amp = amp_dtype(cfg.amp, device, what="train-ac autocast")
+    amp = torch.autocast(device.type, dtype=train_amp) if train_amp is not None else nullcontext()
     log_csv, eval_csv = out / "log.csv", out / "eval.csv"
     if is_main and not log_csv.exists():
         log_csv.write_text("step,lr,loss,tf_loss,ar_loss,seconds\n")
@@ -570,9 +572,10 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
 
 
 def _run_eval(model, val_ds, cfg, device, step, eval_csv, final: bool = False) -> ACEvalResult:
-    amp_dtype = torch.bfloat16 if cfg.amp == "bf16" and device.type == "cuda" else None
+    # Evaluation autocasts only on the GPU: on a CPU the k-step L1 is compared against fp32 baselines.
+    eval_amp = amp_dtype(cfg.amp, device, what="train-ac autocast") if device.type == "cuda" else None
     res = evaluate_ac(model, val_ds, cfg.eval_max_steps, batch_size=cfg.batch_size, device=device,
-                      amp_dtype=amp_dtype, max_batches=cfg.eval_batches)
+                      amp_dtype=eval_amp, max_batches=cfg.eval_batches)
     new = not eval_csv.exists()
     with open(eval_csv, "a") as f:
         if new:

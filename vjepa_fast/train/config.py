@@ -62,7 +62,9 @@ class PretrainConfig:
     steps: int = 240_000  # main-phase optimizer steps
     global_batch_size: int = 3072  # clips per optimizer step over all processes and accumulation steps
     grad_accum: int = 1
-    bf16: bool = True  # autocast to bfloat16 (weights, optimizer state and EMA stay fp32)
+    # "auto": bf16 autocast where the device does bf16 natively (GPU; CPU with AMX / AVX512_BF16), else fp32;
+    # "bf16": always; "none": fp32. Weights, optimizer state and EMA stay fp32.
+    amp: str = "auto"
     activation_checkpointing: bool = True
     parallel: str = "auto"  # auto (ddp when launched by torchrun), none, ddp, fsdp
     attn_impl: str = "sdpa"
@@ -85,6 +87,8 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cooldown.steps < 0:
             raise ValueError(f"cooldown.steps must be >= 0, got {self.cooldown.steps}")
+        if self.amp not in ("auto", "bf16", "none"):
+            raise ValueError(f"amp must be auto, bf16 or none, got {self.amp!r}")
         if self.parallel not in ("auto", "none", "ddp", "fsdp"):
             raise ValueError(f"parallel must be auto, none, ddp or fsdp, got {self.parallel!r}")
         if not 0.0 <= self.optim.ema_momentum <= 1.0:
@@ -114,7 +118,7 @@ class PretrainConfig:
             data=DataConfig(num_frames=4, fps=4.0, crop_size=64, num_workers=0, pin_memory=False),
             optim=OptimConfig(lr_start=2e-4, lr_peak=1e-3, lr_final=1e-5, warmup_steps=20, ema_momentum=0.99),
             cooldown=CooldownConfig(steps=0, num_frames=8, crop_size=64),
-            steps=300, global_batch_size=8, bf16=False, activation_checkpointing=False, parallel="auto",
+            steps=300, global_batch_size=8, amp="none", activation_checkpointing=False, parallel="auto",
             out_dir="runs/pretrain-tiny", save_every=100, keep_last=2, log_every=5,
         )
         return apply_overrides(cfg, overrides)
@@ -178,11 +182,18 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
+    if "bf16" in unknown and "amp" in names:
+        _renamed_bf16(f"{where + '.' if where else ''}bf16")
     if unknown:
         raise ValueError(f"unknown config key '{where + '.' if where else ''}{unknown[0]}'; "
                          f"known keys{' of ' + where if where else ''}: {sorted(names)}")
     kwargs = {k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _renamed_bf16(key: str) -> None:
+    raise ValueError(f"config key '{key}' was replaced by amp = \"auto\" | \"bf16\" | \"none\" (auto: bf16 "
+                     "autocast where the device does bf16 natively, fp32 elsewhere)")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -197,6 +208,8 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
             raise ValueError(f"override {dotted!r}: {k!r} is not a config section")
         node = node[k]
     if keys[-1] not in node:
+        if keys[-1] == "bf16" and "amp" in node:
+            _renamed_bf16(dotted)
         raise ValueError(f"override {dotted!r}: unknown key {keys[-1]!r}; known: {sorted(node)}")
     node[keys[-1]] = value
 

@@ -31,6 +31,7 @@ from vjepa_fast.masks import MultiBlockMaskGenerator
 from vjepa_fast.models import EncoderConfig, MaskedPredictor, PredictorConfig, VideoEncoder
 from vjepa_fast.models.layers import Block
 from vjepa_fast.ops import ema_update_
+from vjepa_fast.precision import amp_dtype
 from vjepa_fast.train.checkpointing import CheckpointManager, full_state_dict
 from vjepa_fast.train.config import PretrainConfig, to_dict
 from vjepa_fast.train.distributed import (
@@ -218,7 +219,8 @@ class Pretrainer:
         cfg, ctx = self.cfg, self.ctx
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        amp = amp_dtype(cfg.amp, ctx.device, what="pretraining autocast")
+        autocast = torch.autocast(ctx.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None)
         sums = torch.zeros(4, device=ctx.device)
         for j, (clips, pairs) in enumerate(micro_batches):
             clips = clips.to(ctx.device, non_blocking=True)
