@@ -299,7 +299,7 @@ class ACTrainConfig:
     def load(cls, path: str | os.PathLike, **overrides: Any) -> ACTrainConfig:
         p = Path(path)
         if p.suffix == ".toml":
-            import tomllib
+            from vjepa_fast.train.config import tomllib
 
             data = tomllib.loads(p.read_text())
         else:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package (a dependency there)
+    import tomli as tomllib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
