@@ -62,6 +62,6 @@ def run_demo(steps: int = 30, workdir: str | None = None, seed: int = 0, batch_s
     median_ms = 1e3 * sorted(times)[len(times) // 2]
     print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps; median step {median_ms:.0f} ms; "
           f"skipped files: {dict(skipped) or 0}")
-    print("This is the stand-in main job: the closed-loop MPC on the simulated Franka arrives with the planning "
-          "and robot issues.")
+    print("The main job, closed-loop latent MPC on the simulated Franka, is `bash scripts/demo.sh` "
+          "(robot/run_mpc.py --sim).")
     return losses
