@@ -226,6 +226,84 @@ def test_refit_with_std_floor_and_full_momentum():
     assert torch.equal(ns, torch.full_like(ns, 0.02))
 
 
+# ------------------------------------------------------------- given normals, std momenta, std correction
+@pytest.mark.parametrize("ball", list(BALLS.values()), ids=list(BALLS))
+@pytest.mark.parametrize("shape", list(SAMPLE_CASES.values()), ids=list(SAMPLE_CASES))
+def test_sample_given_normals_matches_reference(shape, ball):
+    """Given normals z take the place of Philox's: op == reference, and (box only) == the two float32 roundings
+    of plain torch, mean + std * z then the clamp, bit for bit."""
+    B, N, H, A = shape
+    radius, norm = ball
+    mean, std, lower, upper = _problem(B, H, A, seed=1, std_scale=2.0)
+    z = torch.randn(B, N, H, A, generator=torch.Generator().manual_seed(4))
+    kw = dict(ball_radius=radius, ball_dims=min(3, A), ball_norm=norm, normals=z)
+    ours = cem_sample(mean, std, lower, upper, N, **kw)
+    ref = cem_sample_reference(mean, std, lower, upper, N, seed=0, **kw)
+    assert ours.shape == (B, N, H, A)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+    assert (ours != ref).float().mean() < 1e-3
+    implied = cem_sample(mean, std, lower, upper, ball_radius=radius, ball_dims=min(3, A), ball_norm=norm, normals=z)
+    assert torch.equal(implied, ours), "num_samples defaults to normals.shape[1]; no seed needed"
+    if radius is None:
+        plain = torch.minimum(torch.maximum(mean[:, None] + std[:, None] * z, lower), upper)
+        assert torch.equal(ours, plain)
+
+
+def test_sample_given_philox_normals_equal_the_seeded_samples():
+    B, N, H, A = 2, 40, 2, 7
+    mean, std, lower, upper = _problem(B, H, A, seed=2)
+    z = philox_normals(5, 3, B, N * H * A).view(B, N, H, A)
+    seeded = cem_sample(mean, std, lower, upper, N, seed=5, offset=3, ball_radius=0.4)
+    given = cem_sample(mean, std, lower, upper, N, ball_radius=0.4, normals=z)
+    torch.testing.assert_close(given, seeded, rtol=0, atol=1e-6)
+
+
+REFIT_OPTIONS = {
+    "meta": (dict(momentum_pos=0.25, momentum_grip=0.15, momentum_std_pos=0.95, momentum_std_grip=0.15), 1),
+    "std_only": (dict(momentum_pos=0.0, momentum_grip=0.3, momentum_std_pos=0.6), 1),
+    "grip_std_only_pop": (dict(momentum_pos=0.2, momentum_grip=0.2, momentum_std_grip=1.0), 0),
+}
+
+
+@pytest.mark.parametrize("case", list(REFIT_CASES.values()), ids=list(REFIT_CASES))
+@pytest.mark.parametrize("option", list(REFIT_OPTIONS), ids=list(REFIT_OPTIONS))
+def test_refit_std_momenta_and_correction_match_reference(case, option):
+    B, N, H, A, k = case
+    kw, correction = REFIT_OPTIONS[option]
+    if k == 1 and correction == 1:
+        k = 2  # one elite has no unbiased std (refused, see the error tests)
+    mean, std, lower, upper = _problem(B, H, A, seed=6)
+    samples = cem_sample(mean, std, lower, upper, N, seed=1)
+    energies = torch.randn(B, N, generator=torch.Generator().manual_seed(2))
+    nm, ns, idx = cem_refit(samples, energies, mean, std, k, correction=correction, min_std=0.01, **kw)
+    rm, rs, ridx = cem_refit_reference(samples, energies, mean, std, k, correction=correction, min_std=0.01, **kw)
+    assert torch.equal(idx, ridx)
+    torch.testing.assert_close(nm, rm, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(ns, rs, rtol=1e-7, atol=1e-7)
+    # Independently of the reference: torch's own float64 statistics of the elites.
+    elites = samples.gather(1, idx[:, :, None, None].expand(B, k, H, A)).double()
+    ms = torch.full((A,), kw.get("momentum_std_pos", kw["momentum_pos"]), dtype=torch.float64)
+    ms[-1] = kw.get("momentum_std_grip", kw["momentum_grip"])
+    expect = (ms * std.double() + (1 - ms) * elites.std(1, correction=correction)).float().clamp_min(0.01)
+    torch.testing.assert_close(ns, expect, rtol=1e-7, atol=1e-7)
+
+
+def test_refit_new_arguments_default_to_todays_refit():
+    mean, std, lower, upper = _problem(3, 2, 7)
+    samples = cem_sample(mean, std, lower, upper, 50, seed=4)
+    energies = torch.randn(3, 50, generator=torch.Generator().manual_seed(1))
+    kw = dict(momentum_pos=0.1, momentum_grip=0.7)
+    today = cem_refit(samples, energies, mean, std, 6, **kw)
+    spelled = cem_refit(samples, energies, mean, std, 6, momentum_std_pos=0.1, momentum_std_grip=0.7, correction=0,
+                        **kw)
+    for a, b in zip(today, spelled):
+        assert torch.equal(a, b)
+    # Without momentum the two corrections differ by the factor sqrt(k / (k - 1)) exactly (to fp32 rounding).
+    pop = cem_refit(samples, energies, mean, std, 6)[1]
+    unbiased = cem_refit(samples, energies, mean, std, 6, correction=1)[1]
+    torch.testing.assert_close(unbiased, pop * math.sqrt(6 / 5), rtol=1e-6, atol=0)
+
+
 # --------------------------------------------------------------------------------------------- errors
 def _good():
     mean, std, lower, upper = _problem(2, 2, 7)
@@ -255,6 +333,18 @@ SAMPLE_ERRORS = {
                        "contain 0"),
     "meta_device": (lambda m, s, lo, hi: dict(std=s.to("meta")), ValueError, "same device"),
     "backend": (lambda m, s, lo, hi: dict(backend="cuda-magic"), ValueError, "backend"),
+    "normals_shape": (lambda m, s, lo, hi: dict(normals=torch.zeros(2, 10, 2, 6)), ValueError,
+                      r"normals must have shape \[B, num_samples, H, A\] = \[2, 10, 2, 7\]"),
+    "normals_vs_num_samples": (lambda m, s, lo, hi: dict(normals=torch.zeros(2, 9, 2, 7)), ValueError,
+                               "normals must have shape"),
+    "normals_fp64": (lambda m, s, lo, hi: dict(normals=torch.zeros(2, 10, 2, 7, dtype=torch.float64)), TypeError,
+                     "normals must be float32"),
+    "normals_3d": (lambda m, s, lo, hi: dict(normals=torch.zeros(2, 10, 14)), ValueError, "normals must have 4"),
+    "normals_nan": (lambda m, s, lo, hi: dict(normals=torch.full((2, 10, 2, 7), math.nan)), ValueError,
+                    "normals must be finite"),
+    "normals_device": (lambda m, s, lo, hi: dict(normals=torch.zeros(2, 10, 2, 7, device="meta")), ValueError,
+                       "same device"),
+    "no_seed": (lambda m, s, lo, hi: dict(seed=None), TypeError, "seed are required"),
 }
 
 
@@ -278,6 +368,11 @@ REFIT_ERRORS = {
     "nan_momentum": (lambda x, e, m, s: dict(momentum_grip=math.nan), ValueError, "momentum_grip"),
     "grip_dims": (lambda x, e, m, s: dict(grip_dims=8), ValueError, "grip_dims"),
     "min_std": (lambda x, e, m, s: dict(min_std=-1.0), ValueError, "min_std"),
+    "momentum_std_pos": (lambda x, e, m, s: dict(momentum_std_pos=1.5), ValueError, "momentum_std_pos"),
+    "nan_momentum_std_grip": (lambda x, e, m, s: dict(momentum_std_grip=math.nan), ValueError, "momentum_std_grip"),
+    "correction_2": (lambda x, e, m, s: dict(correction=2), ValueError, "correction"),
+    "float_correction": (lambda x, e, m, s: dict(correction=1.0), TypeError, "correction must be an int"),
+    "unbiased_k1": (lambda x, e, m, s: dict(correction=1, topk=1), ValueError, "needs topk >= 2"),
 }
 
 
@@ -307,6 +402,14 @@ def test_compiled_op_checks_its_arguments():
         op.cem_refit(samples, torch.randn(2, 10), mean, std, 11, 0.0, 0.0, 1, 0.0)
     with pytest.raises(ValueError, match="energies must have shape"):
         op.cem_refit(samples, torch.randn(2, 9), mean, std, 3, 0.0, 0.0, 1, 0.0)
+    with pytest.raises(ValueError, match="needs topk >= 2"):
+        op.cem_refit(samples, torch.randn(2, 10), mean, std, 1, 0.0, 0.0, 1, 0.0, None, None, 1)
+    with pytest.raises(ValueError, match="momentum_std_grip must be None or in"):
+        op.cem_refit(samples, torch.randn(2, 10), mean, std, 3, 0.0, 0.0, 1, 0.0, 0.5, 2.0, 0)
+    with pytest.raises(ValueError, match="normals must have shape"):
+        op.cem_sample(mean, std, lower, upper, 0.0, 3, 2, 0, 0, 4, torch.zeros(2, 5, 2, 7))
+    with pytest.raises(ValueError, match="normals must be finite"):
+        op.cem_sample(mean, std, lower, upper, 0.0, 3, 2, 0, 0, 4, torch.full((2, 4, 2, 7), math.inf))
 
 
 # ------------------------------------------------------------------------------- registration/compile
@@ -316,6 +419,10 @@ def test_opcheck():
     samples = cem_sample(mean, std, lower, upper, 17, seed=3)
     torch.library.opcheck(torch.ops.vjepa_fast.cem_refit.default,
                           (samples, torch.randn(2, 17), mean, std, 4, 0.1, 0.2, 1, 0.01))
+    z = torch.randn(2, 17, 2, 7, generator=torch.Generator().manual_seed(0))
+    torch.library.opcheck(torch.ops.vjepa_fast.cem_sample.default, (mean, std, lower, upper, 0.5, 3, 2, 3, 1, 17, z))
+    torch.library.opcheck(torch.ops.vjepa_fast.cem_refit.default,
+                          (samples, torch.randn(2, 17), mean, std, 4, 0.25, 0.15, 1, 0.0, 0.95, 0.15, 1))
 
 
 def _cem_loop(mean, std, lower, upper, target, iters):
@@ -353,6 +460,9 @@ def test_fake_tensor_mode():
         mean, std = torch.zeros(4, 2, 7), torch.ones(4, 2, 7)
         x = cem_sample(mean, std, torch.zeros(7) - 1, torch.ones(7), 800, seed=0)
         nm, ns, idx = cem_refit(x, torch.zeros(4, 800), mean, std, 10)
+        given = cem_sample(mean, std, torch.zeros(7) - 1, torch.ones(7), normals=torch.zeros(4, 50, 2, 7))
+        cem_refit(given, torch.zeros(4, 50), mean, std, 10, momentum_std_pos=0.9, correction=1)
+    assert given.shape == (4, 50, 2, 7)
     assert x.shape == (4, 800, 2, 7) and idx.shape == (4, 10) and idx.dtype == torch.int64
     assert nm.shape == ns.shape == (4, 2, 7)
 
@@ -385,6 +495,22 @@ def test_cuda_refit_bitwise_equals_cpu(case):
     cpu = cem_refit(samples, energies, mean, std, k, **kw)
     gpu = cem_refit(samples.cuda(), energies.cuda(), mean.cuda(), std.cuda(), k, **kw)
     for c, g in zip(cpu, gpu):
+        assert torch.equal(g.cpu(), c)
+
+
+@pytest.mark.cuda
+def test_cuda_given_normals_and_unbiased_refit_bitwise_equal_cpu():
+    B, N, H, A = 3, 200, 2, 4
+    mean, std, lower, upper = _problem(B, H, A, seed=1)
+    z = torch.randn(B, N, H, A, generator=torch.Generator().manual_seed(3))
+    cpu = cem_sample(mean, std, lower, upper, ball_radius=0.5, normals=z)
+    gpu = cem_sample(mean.cuda(), std.cuda(), lower.cuda(), upper.cuda(), ball_radius=0.5, normals=z.cuda())
+    assert torch.equal(gpu.cpu(), cpu)
+    energies = torch.randn(B, N, generator=torch.Generator().manual_seed(2))
+    kw = dict(momentum_pos=0.25, momentum_grip=0.15, momentum_std_pos=0.95, momentum_std_grip=0.15, correction=1)
+    ref = cem_refit(cpu, energies, mean, std, 10, **kw)
+    got = cem_refit(gpu, energies.cuda(), mean.cuda(), std.cuda(), 10, **kw)
+    for c, g in zip(ref, got):
         assert torch.equal(g.cpu(), c)
 
 

@@ -21,6 +21,7 @@ from vjepa_fast.planning import (
 )
 from vjepa_fast.planning.reference import ReferencePlanner
 from vjepa_fast.precision import native_bf16
+from vjepa_fast.reference.cem import philox_normals
 
 # ------------------------------------------------------------------------------------------ toy models
 
@@ -136,6 +137,24 @@ def test_closed_loop_subgoals_and_warm_start():
         goals.advance(reached & ~goals.at_last())
     assert bool(goals.at_last().all())
     assert (state[0, :3] - goals_p[0, 1]).norm() < 0.01
+
+
+def test_given_philox_normals_reproduce_the_seeded_plan():
+    """`plan(normals=...)` with the Philox draws of `seed` gives the seeded plan (tensor and callable forms),
+    for CEMPlanner and ReferencePlanner."""
+    model = PointModel()
+    state = torch.zeros(2, 7)
+    goal = model.latent(torch.tensor([[0.05, -0.02, 0.03], [-0.04, 0.01, 0.02]]))
+    z0 = model.latent(state[:, :3])
+    cfg = PlannerConfig(num_samples=32, topk=5, iterations=3, horizon=2, gripper="plan", seed=9)
+    b, s, h, a = 2, cfg.num_samples, cfg.horizon, cfg.action_dims
+    z = torch.stack([philox_normals(9, it, b, s * h * a).view(b, s, h, a) for it in range(cfg.iterations)])
+    for planner in (CEMPlanner(model, cfg), ReferencePlanner(model, cfg)):
+        seeded = planner.plan(z0, state, goal)
+        for given in (z, lambda it: z[it]):
+            got = planner.plan(z0, state, goal, normals=given, seed=123)  # the seed is not used
+            torch.testing.assert_close(got.mean, seeded.mean, rtol=0, atol=1e-6)
+            torch.testing.assert_close(got.std, seeded.std, rtol=0, atol=1e-6)
 
 
 def test_shift_plan():
@@ -403,6 +422,18 @@ def test_bad_configs():
         PlannerConfig(max_norm=float("nan"))
     with pytest.raises(ValueError, match="dtype"):
         PlannerConfig(dtype="int8")
+    with pytest.raises(ValueError, match="momentum_std_pos"):
+        PlannerConfig(momentum_std_pos=1.2)
+    with pytest.raises(ValueError, match="std_correction"):
+        PlannerConfig(std_correction=2)
+    with pytest.raises(ValueError, match="needs topk >= 2"):
+        PlannerConfig(num_samples=4, topk=1, std_correction=1)
+    with pytest.raises(ValueError, match="gripper_init_std"):
+        PlannerConfig(gripper_init_std=-1.0)
+    with pytest.raises(ValueError, match="gripper_deadband"):
+        PlannerConfig(gripper_deadband=float("inf"))
+    with pytest.raises(TypeError, match="ActionConditionedPredictor or a PlanningModel"):
+        ReferencePlanner(object(), PlannerConfig())
 
 
 def test_bad_plan_inputs():

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "cem/cem_math.h"
@@ -38,7 +39,14 @@ void check_same_device(const char* op, const at::Tensor& ref, const char* ref_na
 // Value checks of cem_sample's inputs: free on the CPU (the CUDA path skips them to avoid a host sync;
 // the Python wrapper can run them on request).
 void check_sample_values(const at::Tensor& mean, const at::Tensor& std, const at::Tensor& lower,
-                         const at::Tensor& upper, double radius, int64_t ball_dims) {
+                         const at::Tensor& upper, double radius, int64_t ball_dims,
+                         const std::optional<at::Tensor>& normals) {
+  if (normals.has_value()) {
+    const float* z = normals->const_data_ptr<float>();
+    for (int64_t i = 0; i < normals->numel(); ++i) {
+      TORCH_CHECK_VALUE(std::isfinite(z[i]), "cem_sample: normals must be finite, got ", z[i], " at flat index ", i);
+    }
+  }
   const float* m = mean.const_data_ptr<float>();
   const float* s = std.const_data_ptr<float>();
   for (int64_t i = 0; i < mean.numel(); ++i) {
@@ -79,7 +87,7 @@ double canonical_sum(int64_t k, F value) {
 
 void cem_check_sample_args(const at::Tensor& mean, const at::Tensor& std, const at::Tensor& lower,
                            const at::Tensor& upper, double radius, int64_t ball_dims, int64_t norm, int64_t offset,
-                           int64_t num_samples) {
+                           int64_t num_samples, const std::optional<at::Tensor>& normals) {
   constexpr const char* op = "cem_sample";
   check_f32(op, "mean", mean, 3);
   check_f32(op, "std", std, 3);
@@ -97,8 +105,17 @@ void cem_check_sample_args(const at::Tensor& mean, const at::Tensor& std, const 
   TORCH_CHECK_VALUE(lower.size(0) == A && upper.size(0) == A, op, ": lower and upper must have shape [A] = [", A,
                     "], got ", lower.sizes(), " and ", upper.sizes());
   TORCH_CHECK_VALUE(num_samples >= 1, op, ": num_samples must be >= 1, got ", num_samples);
-  TORCH_CHECK_VALUE(num_samples * H * A < (int64_t{1} << 34), op, ": num_samples * H * A must be < 2^34 (the "
-                    "per-problem Philox counter), got ", num_samples * H * A);
+  if (normals.has_value()) {
+    const at::Tensor& z = *normals;
+    check_f32(op, "normals", z, 4);
+    check_same_device(op, mean, "mean", z, "normals");
+    TORCH_CHECK_VALUE(z.size(0) == mean.size(0) && z.size(1) == num_samples && z.size(2) == H && z.size(3) == A, op,
+                      ": normals must have shape [B, num_samples, H, A] = [", mean.size(0), ", ", num_samples, ", ",
+                      H, ", ", A, "], got ", z.sizes());
+  } else {
+    TORCH_CHECK_VALUE(num_samples * H * A < (int64_t{1} << 34), op, ": num_samples * H * A must be < 2^34 (the "
+                      "per-problem Philox counter), got ", num_samples * H * A);
+  }
   TORCH_CHECK_VALUE(mean.size(0) < (int64_t{1} << 32), op, ": at most 2^32 - 1 problems per call");
   TORCH_CHECK_VALUE(offset >= 0, op, ": offset must be >= 0, got ", offset);
   TORCH_CHECK_VALUE(std::isfinite(radius) && radius >= 0.0, op, ": radius must be finite and >= 0 (0: no ball), got ",
@@ -111,7 +128,8 @@ void cem_check_sample_args(const at::Tensor& mean, const at::Tensor& std, const 
 
 void cem_check_refit_args(const at::Tensor& samples, const at::Tensor& energies, const at::Tensor& mean,
                           const at::Tensor& std, int64_t topk, double momentum_pos, double momentum_grip,
-                          int64_t grip_dims, double min_std) {
+                          int64_t grip_dims, double min_std, std::optional<double> momentum_std_pos,
+                          std::optional<double> momentum_std_grip, int64_t correction) {
   constexpr const char* op = "cem_refit";
   check_f32(op, "samples", samples, 4);
   check_f32(op, "energies", energies, 2);
@@ -135,6 +153,18 @@ void cem_check_refit_args(const at::Tensor& samples, const at::Tensor& energies,
                     momentum_pos);
   TORCH_CHECK_VALUE(momentum_grip >= 0.0 && momentum_grip <= 1.0, op, ": momentum_grip must be in [0, 1], got ",
                     momentum_grip);
+  if (momentum_std_pos.has_value()) {
+    TORCH_CHECK_VALUE(*momentum_std_pos >= 0.0 && *momentum_std_pos <= 1.0, op,
+                      ": momentum_std_pos must be None or in [0, 1], got ", *momentum_std_pos);
+  }
+  if (momentum_std_grip.has_value()) {
+    TORCH_CHECK_VALUE(*momentum_std_grip >= 0.0 && *momentum_std_grip <= 1.0, op,
+                      ": momentum_std_grip must be None or in [0, 1], got ", *momentum_std_grip);
+  }
+  TORCH_CHECK_VALUE(correction == 0 || correction == 1, op, ": correction must be 0 (population std) or 1 "
+                    "(unbiased std), got ", correction);
+  TORCH_CHECK_VALUE(topk > correction, op, ": correction 1 (unbiased std, divisor k - 1) needs topk >= 2, got "
+                    "topk = ", topk);
   TORCH_CHECK_VALUE(grip_dims >= 0 && grip_dims <= A, op, ": grip_dims must be in [0, A] = [0, ", A, "], got ",
                     grip_dims);
   TORCH_CHECK_VALUE(std::isfinite(min_std) && min_std >= 0.0, op, ": min_std must be finite and >= 0, got ",
@@ -143,14 +173,15 @@ void cem_check_refit_args(const at::Tensor& samples, const at::Tensor& energies,
 
 at::Tensor cem_sample_cpu(const at::Tensor& mean, const at::Tensor& std, const at::Tensor& lower,
                           const at::Tensor& upper, double radius, int64_t ball_dims, int64_t norm, int64_t seed,
-                          int64_t offset, int64_t num_samples) {
-  cem_check_sample_args(mean, std, lower, upper, radius, ball_dims, norm, offset, num_samples);
+                          int64_t offset, int64_t num_samples, const std::optional<at::Tensor>& normals) {
+  cem_check_sample_args(mean, std, lower, upper, radius, ball_dims, norm, offset, num_samples, normals);
   TORCH_CHECK_VALUE(mean.device().is_cpu(), "cem_sample: CPU kernel called with tensors on ", mean.device());
-  check_sample_values(mean, std, lower, upper, radius, ball_dims);
+  check_sample_values(mean, std, lower, upper, radius, ball_dims, normals);
   const int64_t B = mean.size(0), H = mean.size(1), A = mean.size(2);
   at::Tensor out = at::empty({B, num_samples, H, A}, mean.options());
   cem::SampleParams p{mean.const_data_ptr<float>(), std.const_data_ptr<float>(), lower.const_data_ptr<float>(),
-                      upper.const_data_ptr<float>(), out.data_ptr<float>(), B, num_samples, H, A,
+                      upper.const_data_ptr<float>(), out.data_ptr<float>(),
+                      normals.has_value() ? normals->const_data_ptr<float>() : nullptr, B, num_samples, H, A,
                       static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), radius,
                       static_cast<int>(ball_dims), static_cast<int>(norm)};
   // ~0.12 us per action (A = 7): at least 2048 actions (~0.25 ms) per task, so B = 1, N = 800 stays on one
@@ -167,8 +198,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cem_refit_cpu(const at::Tensor& s
                                                              const at::Tensor& mean, const at::Tensor& std,
                                                              int64_t topk, double momentum_pos,
                                                              double momentum_grip, int64_t grip_dims,
-                                                             double min_std) {
-  cem_check_refit_args(samples, energies, mean, std, topk, momentum_pos, momentum_grip, grip_dims, min_std);
+                                                             double min_std, std::optional<double> momentum_std_pos,
+                                                             std::optional<double> momentum_std_grip,
+                                                             int64_t correction) {
+  cem_check_refit_args(samples, energies, mean, std, topk, momentum_pos, momentum_grip, grip_dims, min_std,
+                       momentum_std_pos, momentum_std_grip, correction);
   TORCH_CHECK_VALUE(samples.device().is_cpu(), "cem_refit: CPU kernel called with tensors on ", samples.device());
   const int64_t B = samples.size(0), N = samples.size(1), H = samples.size(2), A = samples.size(3);
   at::Tensor new_mean = at::empty_like(mean);
@@ -176,8 +210,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cem_refit_cpu(const at::Tensor& s
   at::Tensor elite_idx = at::empty({B, topk}, mean.options().dtype(c10::kLong));
   cem::RefitParams p{samples.const_data_ptr<float>(), energies.const_data_ptr<float>(), mean.const_data_ptr<float>(),
                      std.const_data_ptr<float>(), new_mean.data_ptr<float>(), new_std.data_ptr<float>(),
-                     elite_idx.data_ptr<int64_t>(), B, N, H, A, topk, momentum_pos, momentum_grip, grip_dims,
-                     min_std};
+                     elite_idx.data_ptr<int64_t>(), B, N, H, A, topk, momentum_pos, momentum_grip,
+                     momentum_std_pos.value_or(momentum_pos), momentum_std_grip.value_or(momentum_grip), grip_dims,
+                     min_std, correction};
   const int64_t HA = H * A;
   // ~10 us per problem (N = 800, k = 80): 16 problems per task at least (see the grain of cem_sample).
   at::parallel_for(0, B, 16, [&](int64_t first, int64_t last) {

@@ -1,8 +1,8 @@
 // CUDA implementation of vjepa_fast::cem_sample / cem_refit.
 //
 // cem_sample: one fused elementwise kernel, one thread per action (b, n, h): 2-3 Philox calls, 4 Box-Muller
-//   pairs (A = 7), clamp and ball projection in registers, one write of A floats. B=1, N=800, H=2 is 1600
-//   threads, so the launch is latency-bound (a few us).
+//   pairs (A = 7) or A reads of the given normals, clamp and ball projection in registers, one write of A
+//   floats. B=1, N=800, H=2 is 1600 threads, so the launch is latency-bound (a few us).
 // cem_refit: one block per problem. The N (energy, index) keys (64-bit, unique) are bitonic-sorted in
 //   shared memory (N padded to a power of two, <= kMaxRefitSamples), the first k are the elites; then one
 //   warp per (h, a) entry sums the elites in the canonical order (lane l takes j = l, l + 32, ..., then a
@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <cstdint>
+#include <optional>
 
 #include "cem/cem.h"
 #include "cem/cem_math.h"
@@ -97,8 +98,8 @@ __global__ void cem_refit_kernel(const __grid_constant__ cem::RefitParams p, int
 
 at::Tensor cem_sample_cuda(const at::Tensor& mean, const at::Tensor& std, const at::Tensor& lower,
                            const at::Tensor& upper, double radius, int64_t ball_dims, int64_t norm, int64_t seed,
-                           int64_t offset, int64_t num_samples) {
-  cem_check_sample_args(mean, std, lower, upper, radius, ball_dims, norm, offset, num_samples);
+                           int64_t offset, int64_t num_samples, const std::optional<at::Tensor>& normals) {
+  cem_check_sample_args(mean, std, lower, upper, radius, ball_dims, norm, offset, num_samples, normals);
   TORCH_CHECK_VALUE(mean.device().is_cuda(), "cem_sample: CUDA kernel called with tensors on ", mean.device());
   const c10::cuda::CUDAGuard guard(mean.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mean.device().index()).stream();
@@ -109,7 +110,8 @@ at::Tensor cem_sample_cuda(const at::Tensor& mean, const at::Tensor& std, const 
     return out;
   }
   cem::SampleParams p{mean.const_data_ptr<float>(), std.const_data_ptr<float>(), lower.const_data_ptr<float>(),
-                      upper.const_data_ptr<float>(), out.data_ptr<float>(), B, num_samples, H, A,
+                      upper.const_data_ptr<float>(), out.data_ptr<float>(),
+                      normals.has_value() ? normals->const_data_ptr<float>() : nullptr, B, num_samples, H, A,
                       static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), radius,
                       static_cast<int>(ball_dims), static_cast<int>(norm)};
   const int64_t blocks = (actions + kSampleThreads - 1) / kSampleThreads;
@@ -123,8 +125,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cem_refit_cuda(const at::Tensor& 
                                                               const at::Tensor& energies, const at::Tensor& mean,
                                                               const at::Tensor& std, int64_t topk,
                                                               double momentum_pos, double momentum_grip,
-                                                              int64_t grip_dims, double min_std) {
-  cem_check_refit_args(samples, energies, mean, std, topk, momentum_pos, momentum_grip, grip_dims, min_std);
+                                                              int64_t grip_dims, double min_std,
+                                                              std::optional<double> momentum_std_pos,
+                                                              std::optional<double> momentum_std_grip,
+                                                              int64_t correction) {
+  cem_check_refit_args(samples, energies, mean, std, topk, momentum_pos, momentum_grip, grip_dims, min_std,
+                       momentum_std_pos, momentum_std_grip, correction);
   TORCH_CHECK_VALUE(samples.device().is_cuda(), "cem_refit: CUDA kernel called with tensors on ", samples.device());
   const int64_t B = samples.size(0), N = samples.size(1), H = samples.size(2), A = samples.size(3);
   TORCH_CHECK_VALUE(N <= kMaxRefitSamples, "cem_refit: the CUDA kernel sorts at most ", kMaxRefitSamples,
@@ -139,8 +145,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cem_refit_cuda(const at::Tensor& 
   }
   cem::RefitParams p{samples.const_data_ptr<float>(), energies.const_data_ptr<float>(), mean.const_data_ptr<float>(),
                      std.const_data_ptr<float>(), new_mean.data_ptr<float>(), new_std.data_ptr<float>(),
-                     elite_idx.data_ptr<int64_t>(), B, N, H, A, topk, momentum_pos, momentum_grip, grip_dims,
-                     min_std};
+                     elite_idx.data_ptr<int64_t>(), B, N, H, A, topk, momentum_pos, momentum_grip,
+                     momentum_std_pos.value_or(momentum_pos), momentum_std_grip.value_or(momentum_grip), grip_dims,
+                     min_std, correction};
   int64_t padded = 64;
   while (padded < N) {
     padded <<= 1;

@@ -18,11 +18,12 @@ constexpr int kMaxBallDims = 16;   // ball_dims: the exact L1 projection sorts t
 constexpr int kSumLanes = 32;      // the canonical summation order (one warp on the GPU)
 
 struct SampleParams {
-  const float* mean;   // [B, H, A]
-  const float* std;    // [B, H, A]
-  const float* lower;  // [A]
-  const float* upper;  // [A]
-  float* out;          // [B, N, H, A]
+  const float* mean;     // [B, H, A]
+  const float* std;      // [B, H, A]
+  const float* lower;    // [A]
+  const float* upper;    // [A]
+  float* out;            // [B, N, H, A]
+  const float* normals;  // [B, N, H, A] given standard normals, or nullptr: draw them from Philox
   int64_t B, N, H, A;
   uint64_t seed;
   uint64_t offset;
@@ -124,7 +125,8 @@ VJF_HD void project_l1(float* x, int d, double radius) {
   }
 }
 
-// One action (b, n, h): out[b, n, h, :] = project(clamp(mean[b, h] + std[b, h] * z, lower, upper)).
+// One action (b, n, h): out[b, n, h, :] = project(clamp(mean[b, h] + std[b, h] * z, lower, upper)), z the
+// given normals[b, n, h, :] or Philox's.
 VJF_HD void sample_action(const SampleParams& p, int64_t action) {
   const int64_t h = action % p.H;
   const int64_t bn = action / p.H;
@@ -132,7 +134,14 @@ VJF_HD void sample_action(const SampleParams& p, int64_t action) {
   const int64_t b = bn / p.N;
   const int A = static_cast<int>(p.A);
   float z[kMaxActionDim];
-  normals(p.seed, p.offset, static_cast<uint32_t>(b), static_cast<uint64_t>(n * p.H + h) * A, A, z);
+  if (p.normals != nullptr) {
+    const float* given = p.normals + action * A;
+    for (int a = 0; a < A; ++a) {
+      z[a] = given[a];
+    }
+  } else {
+    normals(p.seed, p.offset, static_cast<uint32_t>(b), static_cast<uint64_t>(n * p.H + h) * A, A, z);
+  }
   const float* mu = p.mean + (b * p.H + h) * A;
   const float* sd = p.std + (b * p.H + h) * A;
   float x[kMaxActionDim];
@@ -177,10 +186,13 @@ struct RefitParams {
   int64_t* elite_idx;     // [B, k]
   int64_t B, N, H, A;
   int64_t topk;
-  double momentum_pos;
-  double momentum_grip;
+  double momentum_pos;       // of the mean, first A - grip_dims dims
+  double momentum_grip;      // of the mean, last grip_dims dims
+  double momentum_std_pos;   // of the std, first A - grip_dims dims
+  double momentum_std_grip;  // of the std, last grip_dims dims
   int64_t grip_dims;
   double min_std;
+  int64_t correction;  // std divisor k - correction: 0 population, 1 unbiased (k >= 2)
 };
 
 // The blend of one (b, h, a) entry given the elites' sum and sum of squared deviations (both taken in the
@@ -189,12 +201,13 @@ VJF_HD double elite_mean_of(double sum, int64_t k) { return ddiv(sum, static_cas
 
 VJF_HD void blend(const RefitParams& p, int64_t entry, double elite_mean, double sq_dev_sum) {
   const int64_t a = entry % p.A;
-  const double m = a < p.A - p.grip_dims ? p.momentum_pos : p.momentum_grip;
-  const double one_minus = dadd(1.0, -m);
-  // Population std (divide by k): defined for k = 1, and what the elites' spread is.
-  const double elite_std = dsqrt(ddiv(sq_dev_sum, static_cast<double>(p.topk)));
-  const float nm = static_cast<float>(dadd(dmul(m, p.mean[entry]), dmul(one_minus, elite_mean)));
-  float ns = static_cast<float>(dadd(dmul(m, p.std[entry]), dmul(one_minus, elite_std)));
+  const bool pos = a < p.A - p.grip_dims;
+  const double m = pos ? p.momentum_pos : p.momentum_grip;
+  const double ms = pos ? p.momentum_std_pos : p.momentum_std_grip;
+  // Divisor k (population std, defined for k = 1) or k - 1 (unbiased, torch.std's default; k >= 2).
+  const double elite_std = dsqrt(ddiv(sq_dev_sum, static_cast<double>(p.topk - p.correction)));
+  const float nm = static_cast<float>(dadd(dmul(m, p.mean[entry]), dmul(dadd(1.0, -m), elite_mean)));
+  float ns = static_cast<float>(dadd(dmul(ms, p.std[entry]), dmul(dadd(1.0, -ms), elite_std)));
   const float floor = static_cast<float>(p.min_std);
   ns = ns < floor ? floor : ns;
   p.new_mean[entry] = nm;

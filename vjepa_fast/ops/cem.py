@@ -6,6 +6,7 @@ Philox4x32-10(key = seed, counter = (j // 4, b, offset)) through Box-Muller. So 
 device (CPU and CUDA give the same bits), on the launch configuration, on num_samples (a smaller N gives a
 prefix of a larger one) or on B (problem b of a batch equals problem b of a bigger batch). Advance `offset`
 (a host int, e.g. the CEM iteration number) for fresh samples: no host sync, no generator state.
+Given `normals` (e.g. the draws recorded from another planner's `torch.randn`) take the place of Philox's z.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ _INT64_MAX = 2**63 - 1
 
 
 @torch.library.register_fake("vjepa_fast::cem_sample")
-def _cem_sample_fake(mean, std, lower, upper, radius, ball_dims, norm, seed, offset, num_samples):
+def _cem_sample_fake(mean, std, lower, upper, radius, ball_dims, norm, seed, offset, num_samples, normals=None):
     B, H, A = mean.shape
     return mean.new_empty((B, num_samples, H, A))
 
 
 @torch.library.register_fake("vjepa_fast::cem_refit")
-def _cem_refit_fake(samples, energies, mean, std, topk, momentum_pos, momentum_grip, grip_dims, min_std):
+def _cem_refit_fake(samples, energies, mean, std, topk, momentum_pos, momentum_grip, grip_dims, min_std,
+                    momentum_std_pos=None, momentum_std_grip=None, correction=0):
     return (
         torch.empty_like(mean),
         torch.empty_like(std),
@@ -85,13 +87,14 @@ def cem_sample(
     std: torch.Tensor,
     lower: torch.Tensor,
     upper: torch.Tensor,
-    num_samples: int,
+    num_samples: int | None = None,
     *,
-    seed: int,
+    seed: int | None = None,
     offset: int = 0,
     ball_radius: float | None = None,
     ball_dims: int = 3,
     ball_norm: int = 2,
+    normals: torch.Tensor | None = None,
     validate: bool | None = None,
     backend: str = "auto",
 ) -> torch.Tensor:
@@ -100,21 +103,26 @@ def cem_sample(
     Args:
         mean, std: [B, H, A] float32 (std >= 0), B problems, horizon H >= 1, action dim 1 <= A <= 32.
         lower, upper: [A] float32 per-dimension box (lower <= upper).
-        num_samples: N >= 1.
-        seed: in [0, 2^63), the Philox key. offset: in [0, 2^63), the stream position (e.g. the CEM
-            iteration); different (seed, offset) pairs give independent samples.
+        num_samples: N >= 1 (None: normals.shape[1]; required without normals).
+        seed: in [0, 2^63), the Philox key (required without normals, unused with them). offset: in [0, 2^63),
+            the stream position (e.g. the CEM iteration); different (seed, offset) pairs give independent samples.
         ball_radius: None (no ball) or > 0: the first `ball_dims` dims of every action (the xyz translation)
             are projected onto the ball of that radius: ball_norm=2 scales down onto the L2 sphere (the exact
             Euclidean projection), ball_norm=1 is the exact Euclidean projection onto the L1 ball (soft
             threshold, Duchi et al. 2008). Rounded towards zero: the result never leaves the ball. The box
             must contain 0 on those dims, so the box still holds after the projection. ball_dims <= 16.
-        validate: check values (finite mean, std >= 0, bounds): None = only for CPU tensors (on CUDA it would
-            sync with the host), True / False = always / never. Shapes, dtypes and devices are always checked.
+        normals: None (Philox) or [B, N, H, A] float32 given standard normals z on the device of mean: the
+            samples are then ball(clamp(mean + std * z, lower, upper)) with the same float32 roundings (one for
+            the product, one for the sum) and projection as with Philox's z; seed and offset are not used.
+        validate: check values (finite mean, std >= 0, bounds, finite normals): None = only for CPU tensors (on
+            CUDA it would sync with the host), True / False = always / never. Shapes, dtypes and devices are
+            always checked.
         backend: "auto" (compiled C++ / CUDA op) or "reference" (plain PyTorch, same values to fp32 rounding).
 
     Returns:
         samples: [B, N, H, A] float32 = ball(clamp(mean + std * z, lower, upper)), z ~ N(0, 1) from
-        Philox4x32-10 + Box-Muller (|z| <= 6.66); see the module docstring for the RNG contract.
+        Philox4x32-10 + Box-Muller (|z| <= 6.66; see the module docstring for the RNG contract) or the given
+        normals.
     """
     op = "cem_sample"
     _tensor(op, "mean", mean, 3)
@@ -132,7 +140,19 @@ def cem_sample(
     if lower.shape[0] != A or upper.shape[0] != A:
         raise ValueError(f"{op}: lower and upper must have shape [A] = [{A}], got {list(lower.shape)} and "
                          f"{list(upper.shape)}")
+    if normals is not None:
+        _tensor(op, "normals", normals, 4)
+        _same_device(op, "mean", mean, normals=normals)
+        if num_samples is None:
+            num_samples = normals.shape[1]
+        if tuple(normals.shape) != (B, num_samples, H, A):
+            raise ValueError(f"{op}: normals must have shape [B, num_samples, H, A] = {[B, num_samples, H, A]}, got "
+                             f"{list(normals.shape)}")
+    elif num_samples is None or seed is None:
+        raise TypeError(f"{op}: num_samples and seed are required unless normals are given")
     _int_in(op, "num_samples", num_samples, 1, _INT64_MAX)
+    if seed is None:
+        seed = 0  # unused with given normals
     _int_in(op, "seed", seed, 0, _INT64_MAX)
     _int_in(op, "offset", offset, 0, _INT64_MAX)
     _int_in(op, "ball_norm", ball_norm, 1, 2)
@@ -147,19 +167,22 @@ def cem_sample(
     if backend not in CEM_BACKENDS:
         raise ValueError(f"{op}: backend must be one of {CEM_BACKENDS}, got {backend!r}")
     if _run_value_checks(validate, mean):
-        _check_sample_values(mean, std, lower, upper, radius, ball_dims)
+        _check_sample_values(mean, std, lower, upper, radius, ball_dims, normals)
     if backend == "reference":
         from vjepa_fast.reference.cem import cem_sample_reference
 
         return cem_sample_reference(mean, std, lower, upper, num_samples, seed=seed, offset=offset,
-                                    ball_radius=radius or None, ball_dims=ball_dims, ball_norm=ball_norm)
+                                    ball_radius=radius or None, ball_dims=ball_dims, ball_norm=ball_norm,
+                                    normals=normals)
     return torch.ops.vjepa_fast.cem_sample(mean.contiguous(), std.contiguous(), lower.contiguous(),
                                            upper.contiguous(), radius, ball_dims, ball_norm, seed, offset,
-                                           num_samples)
+                                           num_samples, None if normals is None else normals.contiguous())
 
 
-def _check_sample_values(mean, std, lower, upper, radius, ball_dims) -> None:
+def _check_sample_values(mean, std, lower, upper, radius, ball_dims, normals) -> None:
     op = "cem_sample"
+    if normals is not None and not bool(torch.isfinite(normals).all()):
+        raise ValueError(f"{op}: normals must be finite (they hold NaN or inf)")
     if not bool(torch.isfinite(mean).all()):
         raise ValueError(f"{op}: mean must be finite (it holds NaN or inf)")
     if not bool(torch.isfinite(std).all()):
@@ -189,6 +212,9 @@ def cem_refit(
     momentum_grip: float = 0.0,
     grip_dims: int = 1,
     min_std: float = 0.0,
+    momentum_std_pos: float | None = None,
+    momentum_std_grip: float | None = None,
+    correction: int = 0,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refits the B Gaussians to their top-k elites.
@@ -198,14 +224,21 @@ def cem_refit(
         mean, std: [B, H, A] float32, the current distributions.
         topk: k in [1, N]. Exact: the k lowest energies, ties broken by the lower sample index, NaN energies
             after every number (+inf included), so they are elites only when fewer than k energies are numbers.
-        momentum_pos, momentum_grip: in [0, 1]; new = m * old + (1 - m) * elite statistic, m = momentum_pos on
-            the first A - grip_dims dims (position, rotation) and momentum_grip on the last grip_dims (gripper).
+        momentum_pos, momentum_grip: in [0, 1], the mean's momenta: new = m * old + (1 - m) * elite mean, m =
+            momentum_pos on the first A - grip_dims dims (position, rotation) and momentum_grip on the last
+            grip_dims (gripper).
+        momentum_std_pos, momentum_std_grip: the std's momenta, same blend and dims (None: the mean's, so
+            callers that set one momentum per group blend mean and std alike). Meta's planner uses 0.25 / 0.95
+            (mean / std) for xyz and 0.15 / 0.15 for the gripper.
+        correction: the elites' std divides the squared deviations by k - correction: 0 the population std
+            (ours, defined for k = 1), 1 the unbiased one (torch.std's default, Meta's planner); correction 1
+            with topk = 1 is refused (ValueError: one elite has no unbiased spread).
         min_std: the new std is clamped below at min_std (>= 0).
         backend: "auto" (compiled C++ / CUDA; CUDA sorts up to 16384 samples per problem) or "reference".
 
     Returns:
-        new_mean [B, H, A], new_std [B, H, A] float32 (elite mean and population std, divide by k, computed in
-        float64), elite_idx [B, k] int64 (sample indices, by ascending energy).
+        new_mean [B, H, A], new_std [B, H, A] float32 (elite mean and std, divide by k - correction, computed
+        in float64), elite_idx [B, k] int64 (sample indices, by ascending energy).
     CPU and CUDA results are bitwise equal; the reference agrees to fp32 rounding.
     """
     op = "cem_refit"
@@ -232,6 +265,13 @@ def cem_refit(
         raise ValueError(f"{op}: topk must be in [1, num_samples] = [1, {N}], got {topk}")
     _real_in(op, "momentum_pos", momentum_pos, 0.0, 1.0)
     _real_in(op, "momentum_grip", momentum_grip, 0.0, 1.0)
+    momentum_std_pos = momentum_pos if momentum_std_pos is None else momentum_std_pos
+    momentum_std_grip = momentum_grip if momentum_std_grip is None else momentum_std_grip
+    _real_in(op, "momentum_std_pos", momentum_std_pos, 0.0, 1.0)
+    _real_in(op, "momentum_std_grip", momentum_std_grip, 0.0, 1.0)
+    _int_in(op, "correction", correction, 0, 1)
+    if correction == 1 and topk < 2:
+        raise ValueError(f"{op}: correction 1 (unbiased std, divisor k - 1) needs topk >= 2, got topk = {topk}")
     _int_in(op, "grip_dims", grip_dims, 0, A)
     _real_in(op, "min_std", min_std, 0.0, float("inf"))
     if min_std == float("inf"):
@@ -242,7 +282,10 @@ def cem_refit(
         from vjepa_fast.reference.cem import cem_refit_reference
 
         return cem_refit_reference(samples, energies, mean, std, topk, momentum_pos=float(momentum_pos),
-                                   momentum_grip=float(momentum_grip), grip_dims=grip_dims, min_std=float(min_std))
+                                   momentum_grip=float(momentum_grip), grip_dims=grip_dims, min_std=float(min_std),
+                                   momentum_std_pos=float(momentum_std_pos),
+                                   momentum_std_grip=float(momentum_std_grip), correction=correction)
     return torch.ops.vjepa_fast.cem_refit(samples.contiguous(), energies.contiguous(), mean.contiguous(),
                                           std.contiguous(), topk, float(momentum_pos), float(momentum_grip),
-                                          grip_dims, float(min_std))
+                                          grip_dims, float(min_std), float(momentum_std_pos),
+                                          float(momentum_std_grip), correction)

@@ -7,11 +7,18 @@ channels, and refits the Gaussians to the top-k with `ops.cem_refit`. Nothing in
 value back to the host; per-iteration statistics stay tensors until the caller converts them.
 
 Action space: the planner searches A = 3 (xyz deltas; gripper held) or A = 4 (xyz + gripper delta) dims;
-rotation deltas are fixed to 0 as in the reference. `to_actions` expands a plan to 7-D robot actions.
+rotation deltas are fixed to 0 as in Meta's planner. `to_actions` expands a plan to 7-D robot actions.
+
+The default `PlannerConfig` is our CEM variant, not Meta's: population std of the elites, one momentum for
+mean and std, the gripper's std starting at its clip bound, no dead band on the returned gripper.
+`PlannerConfig.meta()` is Meta's algorithm (`notebooks/utils/mpc_utils.cem` of V-JEPA 2): given the normals
+Meta's `torch.randn` drew (`plan(..., normals=...)`), it returns Meta's actions to 1e-6 on every case of the
+`official_cem.pt` fixture (tests/test_meta_cem.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,34 +28,67 @@ from vjepa_fast.ops import cem_refit, cem_sample
 from vjepa_fast.planning.world_model import PlanningModel, check_dtype_name
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM
 
-__all__ = ["PlannerConfig", "PlanResult", "CEMPlanner", "GoalSequence", "to_actions", "shift_plan", "l1_energy"]
+__all__ = ["PlannerConfig", "PlanResult", "CEMPlanner", "GoalSequence", "to_actions", "shift_plan", "l1_energy",
+           "META_CEM_NAMES", "Normals", "returned_actions", "given_normals"]
 
 BOUNDS = ("box", "ball")
 GRIPPER_MODES = ("hold", "plan")
 
+# Keyword arguments of Meta's `cem` (notebooks/utils/mpc_utils.py) -> the PlannerConfig fields they set.
+META_CEM_NAMES = {
+    "samples": "num_samples",
+    "topk": "topk",
+    "cem_steps": "iterations",
+    "rollout": "horizon",
+    "maxnorm": "max_norm",
+    "momentum_mean": "momentum_pos",
+    "momentum_std": "momentum_std_pos",
+    "momentum_mean_gripper": "momentum_grip",
+    "momentum_std_gripper": "momentum_std_grip",
+}
+
+# Given standard normals for a plan: [iterations, B, N, H, A], or iteration -> [B, N, H, A].
+Normals = torch.Tensor | Callable[[int], torch.Tensor]
+
 
 @dataclass(frozen=True)
 class PlannerConfig:
-    """Every option of the CEM planner (SPEC section 6). Presets: `paper()`, `cpu_small()`.
+    """Every option of the CEM planner (SPEC section 6). Presets: `paper()`, `cpu_small()`,
+    `cpu_small_efficient()` (our CEM variant) and `meta()` (Meta's algorithm).
+
+    The defaults are our CEM variant. It differs from Meta's planner (`meta()`) in four ways: the elites' std
+    is the population one (Meta: unbiased), one momentum blends mean and std (Meta: 0.25 / 0.95 for xyz),
+    the gripper's std starts at its clip bound gripper_step (Meta: 1, clip 0.75), and the returned gripper
+    has no dead band (Meta: 0 where |g| < 0.25).
 
     num_samples: candidate sequences per problem and iteration. topk: elites (<= num_samples).
     iterations: CEM iterations per plan. horizon: actions per sequence (>= 1).
     momentum_pos / momentum_grip: new = m * old + (1 - m) * elite statistic, for the xyz / gripper dims
-        (mean and std alike).
+        (of the mean; of the std too unless momentum_std_pos / momentum_std_grip are set).
     max_norm: largest translation per step (m; paper robots 0.075). bound: "box" clips each xyz delta to
-        +-max_norm (the reference), "ball" projects the xyz delta onto the L2 ball of radius max_norm.
+        +-max_norm (as Meta's planner does), "ball" projects the xyz delta onto the L2 ball of radius max_norm.
     gripper: "hold" (gripper delta 0, A = 3) or "plan" (A = 4; delta in [-gripper_step, gripper_step]).
-    init_std: starting std of the xyz dims (None: max_norm); the gripper's starts at gripper_step.
+    init_std: starting std of the xyz dims (None: max_norm); the gripper's starts at gripper_init_std.
     min_std: floor of the refitted std. seed: Philox key (iteration i uses stream offset i).
     dtype: the world model's compute dtype, recorded for `WorldModel`: "auto" (bf16 where the device does it
         natively, fp32 elsewhere: `vjepa_fast.precision`), "bfloat16" or "float32".
     validate: check input values (NaN goal, ...): None = only on the CPU (on CUDA it would sync).
 
-    Sample-efficient options (all off by default: the defaults are the reference algorithm, sample for sample):
+    Meta's planner (off by default; `meta()` sets them):
+    momentum_std_pos / momentum_std_grip: the std's momenta for the xyz / gripper dims (None: the mean's).
+    std_correction: the elites' std divides by k - std_correction: 0 population (ours), 1 unbiased (Meta's,
+        torch.std's default; needs topk >= 2).
+    gripper_init_std: starting std of the gripper (None: gripper_step, its clip bound).
+    gripper_deadband: the returned `actions` have gripper 0 wherever |gripper| < gripper_deadband (0: off).
+        The warm-start `mean` keeps the planned value.
+
+    Sample-efficient options (all off by default). With them off, `ReferencePlanner` (our plain-PyTorch,
+    Meta-style twin in planning/reference.py) run on the same config, seed and model draws the same samples
+    and returns the same plan, to fp32 rounding:
     keep_elites: the previous iteration's elites join the next selection with their energies (iCEM's
         "keep elites"), so the best sequence found is never lost and fewer new samples per iteration do.
     return_best: the plan is the better of the final mean and the best elite (both re-scored by the main
-        model in one 2-sample rollout); the reference always returns the mean.
+        model in one 2-sample rollout); without it (and in Meta's planner) the plan is the final mean.
     coarse_iterations: the first n iterations roll out in `coarse_dtype` (a cheaper copy of the model: bf16
         matmuls run ~2x fp32 on a CPU with AVX512_BF16, ~4x with AMX; "auto" is bf16 only there, so on a CPU
         without native bf16 every iteration runs in the main dtype); the later ones, and the plan's energy, use the main model. Early on the
@@ -75,6 +115,11 @@ class PlannerConfig:
     return_best: bool = False
     coarse_iterations: int = 0
     coarse_dtype: str = "auto"
+    momentum_std_pos: float | None = None
+    momentum_std_grip: float | None = None
+    std_correction: int = 0
+    gripper_init_std: float | None = None
+    gripper_deadband: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "topk", "iterations", "horizon"):
@@ -87,6 +132,22 @@ class PlannerConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"PlannerConfig.{name} must be in [0, 1], got {v!r}")
+        for name in ("momentum_std_pos", "momentum_std_grip"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0):
+                raise ValueError(f"PlannerConfig.{name} must be None or in [0, 1], got {v!r}")
+        sc = self.std_correction
+        if not isinstance(sc, int) or isinstance(sc, bool) or sc not in (0, 1):
+            raise ValueError(f"PlannerConfig.std_correction must be 0 (population std) or 1 (unbiased), got {sc!r}")
+        if sc == 1 and self.topk < 2:
+            raise ValueError(f"PlannerConfig.std_correction = 1 (unbiased std, divisor k - 1) needs topk >= 2, got "
+                             f"topk = {self.topk}")
+        gi = self.gripper_init_std
+        if gi is not None and (not isinstance(gi, (int, float)) or not 0.0 <= gi < float("inf")):
+            raise ValueError(f"PlannerConfig.gripper_init_std must be None or a finite float >= 0, got {gi!r}")
+        db = self.gripper_deadband
+        if not isinstance(db, (int, float)) or not 0.0 <= db < float("inf"):
+            raise ValueError(f"PlannerConfig.gripper_deadband must be a finite float >= 0, got {db!r}")
         for name in ("max_norm", "gripper_step"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 < v < float("inf"):
@@ -113,8 +174,22 @@ class PlannerConfig:
 
     @property
     def is_reference_algorithm(self) -> bool:
-        """True when no sample-efficient option is on (the plan is the reference planner's, sample for sample)."""
+        """True when no sample-efficient option is on: then `ReferencePlanner` (our Meta-style twin) with this
+        config gives the same samples and plan as `CEMPlanner`, to fp32 rounding. It says nothing of whether
+        the config is Meta's algorithm (that is `meta()`)."""
         return not (self.keep_elites or self.return_best or self.coarse_iterations)
+
+    @property
+    def std_momenta(self) -> tuple[float, float]:
+        """(xyz, gripper) momenta of the std: momentum_std_pos / momentum_std_grip, or the mean's when None."""
+        pos = self.momentum_pos if self.momentum_std_pos is None else self.momentum_std_pos
+        grip = self.momentum_grip if self.momentum_std_grip is None else self.momentum_std_grip
+        return pos, grip
+
+    @property
+    def gripper_std0(self) -> float:
+        """The gripper's starting std: gripper_init_std, or gripper_step when None."""
+        return self.gripper_step if self.gripper_init_std is None else self.gripper_init_std
 
     @property
     def action_dims(self) -> int:
@@ -143,6 +218,37 @@ class PlannerConfig:
                       "return_best": True, "coarse_iterations": 6, "coarse_dtype": "auto", "dtype": "float32",
                       **overrides})
 
+    @classmethod
+    def meta(cls, **overrides: Any) -> PlannerConfig:
+        """Meta's CEM planner (`notebooks/utils/mpc_utils.cem` of V-JEPA 2) with `cem`'s own defaults: 100
+        samples, top-10, 100 iterations, horizon 1, max_norm 0.05 (box); gripper planned; std starting at
+        max_norm (xyz) and 1 (gripper); gripper samples clipped to +-0.75; momenta 0.25 / 0.95 (xyz mean /
+        std) and 0.15 / 0.15 (gripper); unbiased elite std; returned gripper 0 where |g| < 0.25.
+
+        Sizes (num_samples, topk, iterations, horizon, max_norm) and the momenta are `cem` arguments too and may
+        be overridden (`from_meta_cem` takes them under Meta's names); overriding another algorithm field makes
+        it no longer Meta's. With Meta's normals (`plan(..., normals=...)`) it returns Meta's actions to 1e-6 on
+        the 3 cases of the official_cem.pt fixture (tests/test_meta_cem.py; their grippers end above 0.25, so
+        the dead band is checked on its own there). Meta draws with torch.randn, we with Philox, so without
+        given normals the plans are equal in distribution, not sample for sample. The world model's compute
+        dtype (`dtype`) is not part of the algorithm and keeps its default.
+        """
+        return cls(**{"num_samples": 100, "topk": 10, "iterations": 100, "horizon": 1, "max_norm": 0.05,
+                      "bound": "box", "gripper": "plan", "gripper_step": 0.75, "gripper_init_std": 1.0,
+                      "init_std": None, "momentum_pos": 0.25, "momentum_std_pos": 0.95, "momentum_grip": 0.15,
+                      "momentum_std_grip": 0.15, "std_correction": 1, "gripper_deadband": 0.25, "min_std": 0.0,
+                      **overrides})
+
+    @classmethod
+    def from_meta_cem(cls, settings: Mapping[str, Any], **overrides: Any) -> PlannerConfig:
+        """`meta()` with keyword arguments of Meta's `cem` (e.g. {"samples": 64, "cem_steps": 4, "rollout": 2,
+        "maxnorm": 0.05}), renamed by `META_CEM_NAMES`; `overrides` use our names. Other `cem` arguments
+        (axis, close_gripper, objective, ...) are not supported: ValueError."""
+        unknown = sorted(set(settings) - set(META_CEM_NAMES))
+        if unknown:
+            raise ValueError(f"Meta cem settings {unknown} are not supported; supported: {sorted(META_CEM_NAMES)}")
+        return cls.meta(**{META_CEM_NAMES[k]: v for k, v in settings.items()}, **overrides)
+
     def replace(self, **changes: Any) -> PlannerConfig:
         return replace(self, **changes)
 
@@ -152,7 +258,8 @@ class PlanResult:
     """What `CEMPlanner.plan` returns (tensors stay on the planner's device; `.cpu()` to read them).
 
     mean: [B, H, A] the plan in the searched dims (feed `shift_plan(mean)` as the next warm start).
-    actions: [B, H, 7] the plan as robot actions (rotation deltas 0). energy: [B] energy of the plan.
+    actions: [B, H, 7] the plan as robot actions (rotation deltas 0; gripper through the config's
+    gripper_deadband). energy: [B] energy of `actions`.
     std: [B, H, A] the final spread. stats: per-iteration [B, iterations] tensors: "best" (lowest sample
     energy), "elite_mean" (mean elite energy), "std" (mean std after the refit).
     """
@@ -182,6 +289,44 @@ def to_actions(mean: torch.Tensor) -> torch.Tensor:
     if mean.shape[-1] == 4:
         out[..., 6] = mean[..., 3]
     return out
+
+
+def returned_actions(mean: torch.Tensor, config: PlannerConfig) -> torch.Tensor:
+    """The robot actions of a plan: `to_actions(mean)` [..., 7], the gripper set to 0 wherever its magnitude is
+    below config.gripper_deadband (Meta's planner: 0.25; ours: 0, off)."""
+    actions = to_actions(mean)
+    if config.gripper_deadband > 0 and mean.shape[-1] == 4:
+        g = actions[..., 6]
+        actions[..., 6] = torch.where(g.abs() < config.gripper_deadband, torch.zeros_like(g), g)
+    return actions
+
+
+def given_normals(
+    normals: Normals | None, shape: tuple[int, int, int, int, int], device: torch.device
+) -> Callable[[int], torch.Tensor] | None:
+    """Checks a plan's given normals against shape = (iterations, B, S, H, A) and returns iteration ->
+    [B, S, H, A] float32 on `device` (None when none are given). ValueError / TypeError name `normals`."""
+    if normals is None:
+        return None
+    it_shape = list(shape[1:])
+    if isinstance(normals, torch.Tensor):
+        if not normals.is_floating_point() or tuple(normals.shape) != tuple(shape):
+            raise ValueError(f"normals must be a float tensor [iterations, B, S, H, A] = {list(shape)}, got "
+                             f"{normals.dtype} {list(normals.shape)}")
+        z_all = normals.to(device, torch.float32)
+        return lambda it: z_all[it]
+    if not callable(normals):
+        raise TypeError(f"normals must be a tensor [iterations, B, S, H, A] or a callable iteration -> [B, S, H, A], "
+                        f"got {type(normals).__name__}")
+
+    def at(it: int) -> torch.Tensor:
+        z = normals(it)
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point() or list(z.shape) != it_shape:
+            got = f"{z.dtype} {list(z.shape)}" if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"normals({it}) must return a float tensor [B, S, H, A] = {it_shape}, got {got}")
+        return z.to(device, torch.float32)
+
+    return at
 
 
 def shift_plan(mean: torch.Tensor) -> torch.Tensor:
@@ -309,7 +454,7 @@ class CEMPlanner:
             mean = torch.minimum(torch.maximum(init_mean.to(device, torch.float32), lower), upper)
         std0 = [cfg.max_norm if cfg.init_std is None else cfg.init_std] * 3
         if a == 4:
-            std0.append(cfg.gripper_step)
+            std0.append(cfg.gripper_std0)
         std = torch.tensor(std0, dtype=torch.float32, device=device).expand(b, h, a).contiguous()
         return mean.contiguous(), std
 
@@ -322,12 +467,16 @@ class CEMPlanner:
         *,
         init_mean: torch.Tensor | None = None,
         seed: int | None = None,
+        normals: Normals | None = None,
     ) -> PlanResult:
         """Plan B problems at once.
 
         z_obs: [B, N, D] latents of the current observations; state: [B, 7] end-effector states;
         z_goal: [B, N, D] goal latents (e.g. `GoalSequence.current()`); init_mean: [B, H, A] warm start
         (e.g. `shift_plan(previous.mean)`); seed: overrides the config's.
+        normals: given standard normals instead of Philox's (seed unused): a float tensor [iterations, B, S, H, A]
+            (S = num_samples) or a callable iteration -> [B, S, H, A]; iteration i samples
+            clamp(mean + std * normals_i) (then the ball, if any), e.g. to replay another planner's draws.
         """
         cfg = self.config
         b = _check_problem(self.model.latent_shape, z_obs, state, z_goal)
@@ -335,6 +484,7 @@ class CEMPlanner:
         if not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
         dev = z_obs.device
+        normals_at = given_normals(normals, (cfg.iterations, b, cfg.num_samples, cfg.horizon, cfg.action_dims), dev)
         validate = dev.type == "cpu" if cfg.validate is None else cfg.validate
         if validate:
             _check_values(z_obs, state, z_goal, init_mean)
@@ -344,13 +494,18 @@ class CEMPlanner:
         lower, upper = self.bounds(dev)
         ball = cfg.max_norm if cfg.bound == "ball" else None
         grip_dims = 1 if cfg.gripper == "plan" else 0
+        std_m = cfg.std_momenta
         best, elite_mean, std_mean = [], [], []
         h, a = cfg.horizon, cfg.action_dims
         kept = None  # (elite samples [B, k, H, A], their energies [B, k], the model that scored them)
         for it in range(cfg.iterations):
             model = self.coarse_model if it < cfg.coarse_iterations else self.model
-            samples = cem_sample(mean, std, lower, upper, cfg.num_samples, seed=seed, offset=it, ball_radius=ball,
-                                 ball_dims=3, validate=False)
+            if normals_at is None:
+                samples = cem_sample(mean, std, lower, upper, cfg.num_samples, seed=seed, offset=it,
+                                     ball_radius=ball, ball_dims=3, validate=False)
+            else:
+                samples = cem_sample(mean, std, lower, upper, cfg.num_samples, ball_radius=ball, ball_dims=3,
+                                     normals=normals_at(it), validate=validate)
             energies = l1_energy(model.rollout(z_obs, state, to_actions(samples)), z_goal)
             if kept is not None:
                 kept_samples, kept_energies, scorer = kept
@@ -359,7 +514,9 @@ class CEMPlanner:
                 samples = torch.cat([samples, kept_samples], 1)
                 energies = torch.cat([energies, kept_energies], 1)
             mean, std, idx = cem_refit(samples, energies, mean, std, cfg.topk, momentum_pos=cfg.momentum_pos,
-                                       momentum_grip=cfg.momentum_grip, grip_dims=grip_dims, min_std=cfg.min_std)
+                                       momentum_grip=cfg.momentum_grip, grip_dims=grip_dims, min_std=cfg.min_std,
+                                       momentum_std_pos=std_m[0], momentum_std_grip=std_m[1],
+                                       correction=cfg.std_correction)
             elite_e = energies.gather(1, idx)
             if cfg.keep_elites or (cfg.return_best and it == cfg.iterations - 1):
                 kept = (samples.gather(1, idx[:, :, None, None].expand(-1, -1, h, a)), elite_e, model)
@@ -369,13 +526,13 @@ class CEMPlanner:
         if cfg.return_best:
             # One 2-sample rollout by the main model: the final mean and the best elite; keep the lower energy.
             cand = torch.stack([mean, kept[0][:, 0]], 1)  # [B, 2, H, A]
-            e2 = l1_energy(self.model.rollout(z_obs, state, to_actions(cand)), z_goal)
+            e2 = l1_energy(self.model.rollout(z_obs, state, returned_actions(cand, cfg)), z_goal)
             pick = e2[:, 1] < e2[:, 0]
             mean = torch.where(pick[:, None, None], cand[:, 1], cand[:, 0])
             energy = torch.where(pick, e2[:, 1], e2[:, 0])
-            actions = to_actions(mean)
+            actions = returned_actions(mean, cfg)
         else:
-            actions = to_actions(mean)
+            actions = returned_actions(mean, cfg)
             energy = l1_energy(self.model.rollout(z_obs, state, actions[:, None]), z_goal)[:, 0]
         stats = {"best": torch.stack(best, 1), "elite_mean": torch.stack(elite_mean, 1),
                  "std": torch.stack(std_mean, 1)}

@@ -109,14 +109,19 @@ def cem_sample_reference(
     ball_radius: float | None = None,
     ball_dims: int = 3,
     ball_norm: int = 2,
+    normals: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """samples: [B, N, H, A] = ball(clamp(mean + std * z, lower, upper)).
 
-    mean, std: [B, H, A] float32; lower, upper: [A]. z[b, n, h, a] = philox_normals(...)[b, (n * H + h) * A + a].
+    mean, std: [B, H, A] float32; lower, upper: [A]. z[b, n, h, a] = philox_normals(...)[b, (n * H + h) * A + a],
+    or normals[b, n, h, a] when given ([B, N, H, A] float32; seed and offset unused).
     The ball (when ball_radius is set) acts on the first ball_dims dims of every action.
     """
     B, H, A = mean.shape
-    z = philox_normals(seed, offset, B, num_samples * H * A, mean.device).view(B, num_samples, H, A)
+    if normals is not None:
+        z = normals
+    else:
+        z = philox_normals(seed, offset, B, num_samples * H * A, mean.device).view(B, num_samples, H, A)
     x = mean[:, None] + std[:, None] * z  # two float32 roundings, as in the kernels
     x = torch.minimum(torch.maximum(x, lower), upper)
     if ball_radius is not None and ball_radius > 0 and ball_dims > 0:
@@ -145,21 +150,36 @@ def cem_refit_reference(
     momentum_grip: float = 0.0,
     grip_dims: int = 1,
     min_std: float = 0.0,
+    momentum_std_pos: float | None = None,
+    momentum_std_grip: float | None = None,
+    correction: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(new_mean [B, H, A], new_std [B, H, A], elite_idx [B, topk] int64).
 
-    elite_idx: the topk lowest energies in ascending order. Elite statistics in float64: mean and population
-    std (divide by k); new = m * old + (1 - m) * elite with m = momentum_pos on the first A - grip_dims dims
-    and momentum_grip on the last grip_dims; new_std >= min_std.
+    elite_idx: the topk lowest energies in ascending order. Elite statistics in float64: mean and std with
+    divisor k - correction (0: population, 1: unbiased; needs topk >= 2); new = m * old + (1 - m) * elite with
+    m = momentum_pos (std: momentum_std_pos) on the first A - grip_dims dims and momentum_grip (std:
+    momentum_std_grip) on the last grip_dims, a None std momentum being the mean's; new_std >= min_std.
     """
+    if correction not in (0, 1):
+        raise ValueError(f"correction must be 0 or 1, got {correction!r}")
+    if topk <= correction:
+        raise ValueError(f"correction 1 (unbiased std, divisor k - 1) needs topk >= 2, got topk = {topk}")
     B, N, H, A = samples.shape
     idx = elite_order(energies)[:, :topk]
     elites = samples.gather(1, idx[:, :, None, None].expand(B, topk, H, A)).double()
     elite_mean = elites.mean(1)
-    elite_std = elites.var(1, correction=0).sqrt()
-    m = torch.full((A,), momentum_pos, dtype=torch.float64, device=samples.device)
-    m[A - grip_dims :] = momentum_grip
+    elite_std = elites.var(1, correction=correction).sqrt()
+
+    def momenta(pos: float, grip: float) -> torch.Tensor:
+        m = torch.full((A,), pos, dtype=torch.float64, device=samples.device)
+        m[A - grip_dims :] = grip
+        return m
+
+    m = momenta(momentum_pos, momentum_grip)
+    ms = momenta(momentum_pos if momentum_std_pos is None else momentum_std_pos,
+                 momentum_grip if momentum_std_grip is None else momentum_std_grip)
     new_mean = (m * mean.double() + (1.0 - m) * elite_mean).float()
-    new_std = (m * std.double() + (1.0 - m) * elite_std).float()
+    new_std = (ms * std.double() + (1.0 - ms) * elite_std).float()
     new_std = torch.maximum(new_std, torch.tensor(min_std, dtype=torch.float32, device=samples.device))
     return new_mean, new_std, idx
