@@ -401,6 +401,9 @@ def test_cli_plan_and_landscape(tmp_path, capsys):
     out = capsys.readouterr().out
     coarse = "bfloat16" if native_bf16("cpu") else "float32"  # coarse_dtype "auto"
     assert f"3 iterations (1 in {coarse})" in out and "float32, elites kept, best returned" in out
+    assert main(["plan", *common, "--preset", "meta", "--samples", "12", "--iterations", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "12 samples, top-10, 2 iterations, horizon 1" in out and "dgrip" in out
     png = tmp_path / "land.png"
     assert main(["energy-landscape", *common, "--steps", "5", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -80,7 +80,7 @@ def _planner_config(args: argparse.Namespace):
     from vjepa_fast.planning import PlannerConfig
 
     presets = {"paper": PlannerConfig.paper, "cpu-small": PlannerConfig.cpu_small,
-               "cpu-small-efficient": PlannerConfig.cpu_small_efficient}
+               "cpu-small-efficient": PlannerConfig.cpu_small_efficient, "meta": PlannerConfig.meta}
     base = presets[args.preset]()
     overrides = {k: v for k, v in {
         "num_samples": args.samples, "topk": args.topk, "iterations": args.iterations, "horizon": args.horizon,
@@ -212,9 +212,11 @@ encoder.safetensors (the target encoder, for downstream use).""",
         "with the action-conditioned predictor and prints the planned actions and their energy.",
     )
     _add_model_args(p)
-    p.add_argument("--preset", default="cpu-small", choices=["cpu-small", "cpu-small-efficient", "paper"],
+    p.add_argument("--preset", default="cpu-small", choices=["cpu-small", "cpu-small-efficient", "paper", "meta"],
                    help="planner preset (cpu-small: 200 samples, 5 iterations, horizon 2; cpu-small-efficient: "
-                   "48 samples, 10 iterations (6 in bf16, 4 in fp32), elites kept, best returned; paper: 800, 10, 1)")
+                   "48 samples, 10 iterations (6 coarse in bf16 where native, 4 in fp32), elites kept, best "
+                   "returned; paper: 800, 10, 1; meta: Meta's cem() algorithm and defaults, 100 samples, 100 "
+                   "iterations, horizon 1, gripper planned)")
     p.add_argument("--samples", type=int, default=None, help="samples per iteration")
     p.add_argument("--topk", type=int, default=None, help="elites per iteration")
     p.add_argument("--iterations", type=int, default=None, help="CEM iterations")
