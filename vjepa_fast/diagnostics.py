@@ -1,0 +1,141 @@
+"""Diagnostics of a world model for latent MPC, each a table (text / JSON) and a PNG.
+
+(a) `energy_quality`: does the planner's energy rank how far the arm is from the goal? Spearman rank
+    correlation between the latent L1 distance of two frames (exactly the planner's energy: mean |z_a - z_b|
+    over tokens and channels of layer-normed latents) and the distance between their end-effector positions,
+    over all pairs of held-out frames (and over the pairs closer than `near`, what the planner sees in the
+    last steps). The PNG bins the pairs by end-effector distance and draws the median and quartiles of the
+    latent distance: a useful energy rises monotonically from 0.
+(c) `predictor_vs_copy`: held-out k-step L1 of the AC predictor (teacher forcing and rollout) against the
+    "copy the latent" baselines at k = 1, 2, 4 (`train.ac.evaluate_ac`).
+The perfect-dynamics ceiling (b) needs the simulator and lives in `robot/`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["EnergyQuality", "energy_quality", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
+           "write_energy_report"]
+
+
+@dataclass
+class EnergyQuality:
+    """Result of `energy_quality` (one encoder on one set of frames)."""
+
+    name: str
+    spearman_all: float
+    spearman_near: float
+    near_m: float
+    pairs: int
+    frames: int
+    # binned curve for the plot: bin centres (m), latent L1 quartiles per bin
+    bins_m: list[float]
+    q25: list[float]
+    median: list[float]
+    q75: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def row(self) -> str:
+        return (f"| {self.name} | {self.spearman_all:.3f} | {self.spearman_near:.3f} | {self.frames} | "
+                f"{self.pairs} |")
+
+
+def _spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x.numpy(), y.numpy()).statistic)
+
+
+def latent_l1_matrix(z: torch.Tensor) -> torch.Tensor:
+    """z: [F, N, D] layer-normed latents -> [F, F] mean |z_i - z_j| over N and D (the planner's energy)."""
+    flat = z.flatten(1).float()
+    return torch.cdist(flat, flat, p=1) / flat.shape[1]
+
+
+@torch.no_grad()
+def energy_quality(latents: torch.Tensor, xyz: torch.Tensor, *, name: str = "encoder", near: float = 0.1,
+                   max_frames: int | None = 400, seed: int = 0, bins: int = 12) -> EnergyQuality:
+    """Diagnostic (a) on given frames.
+
+    latents: [F, N, D] layer-normed latents of F frames (as the planner encodes them: `WorldModel.encode`);
+    xyz: [F, 3] end-effector positions (m) of the same frames. At most `max_frames` frames (random subset,
+    seeded) -> F (F - 1) / 2 pairs.
+    """
+    if latents.dim() != 3 or xyz.dim() != 2 or xyz.shape[1] != 3 or len(latents) != len(xyz):
+        raise ValueError(f"latents must be [F, N, D] and xyz [F, 3] with the same F, got {tuple(latents.shape)} "
+                         f"and {tuple(xyz.shape)}")
+    if len(latents) < 3:
+        raise ValueError(f"need at least 3 frames, got {len(latents)}")
+    if max_frames is not None and len(latents) > max_frames:
+        keep = torch.randperm(len(latents), generator=torch.Generator().manual_seed(seed))[:max_frames]
+        latents, xyz = latents[keep], xyz[keep]
+    iu = torch.triu_indices(len(latents), len(latents), 1)
+    dz = latent_l1_matrix(latents)[iu[0], iu[1]].double()
+    dp = torch.cdist(xyz.double(), xyz.double())[iu[0], iu[1]]
+    close = dp < near
+    edges = torch.linspace(0, float(dp.max()), bins + 1, dtype=torch.float64)
+    centres, q25, med, q75 = [], [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = dz[(dp >= lo) & (dp < hi)]
+        if len(sel) >= 5:
+            q = torch.quantile(sel, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+            centres.append(float((lo + hi) / 2))
+            q25.append(float(q[0]))
+            med.append(float(q[1]))
+            q75.append(float(q[2]))
+    return EnergyQuality(name=name, spearman_all=_spearman(dz, dp),
+                         spearman_near=_spearman(dz[close], dp[close]) if int(close.sum()) > 2 else float("nan"),
+                         near_m=near, pairs=len(dz), frames=len(latents), bins_m=centres, q25=q25, median=med,
+                         q75=q75)
+
+
+def plot_energy_quality(results: Sequence[EnergyQuality], path: str | Path, title: str = "") -> Path:
+    """Latent L1 (median and quartiles) against end-effector distance, one line per result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        line, = ax.plot([100 * b for b in r.bins_m], r.median, "o-",
+                        label=f"{r.name} (Spearman {r.spearman_all:.2f}; <{100 * r.near_m:.0f} cm {r.spearman_near:.2f})")
+        ax.fill_between([100 * b for b in r.bins_m], r.q25, r.q75, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("end-effector distance between the two frames (cm)")
+    ax.set_ylabel("latent L1 (planner energy)")
+    ax.set_title(title or "energy quality: latent distance vs end-effector distance")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_energy_report(results: Sequence[EnergyQuality], out_dir: str | Path, title: str = "") -> dict[str, Path]:
+    """energy_quality.md (a table), energy_quality.json and energy_quality.png in out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["| encoder / camera | Spearman (all pairs) | Spearman (pairs < "
+            f"{100 * results[0].near_m:.0f} cm) | frames | pairs |", "|---|---|---|---|---|"]
+    rows += [r.row() for r in results]
+    (out / "energy_quality.md").write_text("\n".join(rows) + "\n")
+    (out / "energy_quality.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    png = plot_energy_quality(results, out / "energy_quality.png", title)
+    return {"table": out / "energy_quality.md", "json": out / "energy_quality.json", "png": png}
+
+
+def layer_norm_latents(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """The planner's normalisation of encoder outputs: layer norm without affine over the channels."""
+    return F.layer_norm(z.float(), (z.shape[-1],), eps=eps)
