@@ -100,7 +100,10 @@ class MPCRunner:
         return status
 
     # --------------------------------------------------------------------------------------------- run
-    def run(self, max_steps: int) -> MPCSummary:
+    def run(self, max_steps: int, *, stop_control: bool = True) -> MPCSummary:
+        """Up to max_steps observe -> plan -> act steps. stop_control=False leaves the 1 kHz loop running at
+        the end (holding the last target) when the episode finished without error, so one rig can serve many
+        episodes (`robot/sim_eval.py`); on any error the arm is always stopped."""
         from vjepa_fast.data.episodes import EpisodeWriter
         from vjepa_fast.planning import GoalSequence, shift_plan
 
@@ -172,7 +175,8 @@ class MPCRunner:
             summary.reason = f"{type(exc).__name__}: {exc}"
             _LOG.error("MPC stopped at step %d: %s", summary.steps, summary.reason)
         finally:
-            self.control.stop()
+            if stop_control or not summary.ok:
+                self.control.stop()
             writer.close()
             sidecar.write(json.dumps({"event": "stopped", "ok": summary.ok, "reason": summary.reason,
                                       "steps": summary.steps}) + "\n")

@@ -154,6 +154,24 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "the AVX2-only behaviour)")
 
 
+def _robot_main(module: str, argv: list[str]) -> int:
+    """Runs robot/<module>.py's main: the robot stack sits beside the package in the repository checkout
+    (robot/ drives the planner, the library never imports it), so it is found from this file's location."""
+    import importlib
+    from pathlib import Path
+
+    try:
+        mod = importlib.import_module(f"robot.{module}")
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "robot" / f"{module}.py").is_file():
+            raise SystemExit(f"error: robot/{module}.py not found: `vjepa-fast {module.replace('_', '-')}` needs the "
+                             "repository checkout (pip install -e .)") from None
+        sys.path.insert(0, str(root))
+        mod = importlib.import_module(f"robot.{module}")
+    return int(mod.main(argv) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa-fast",
@@ -200,6 +218,10 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr_peak=3e-4")
     p.set_defaults(func=_cmd_pretrain)
+
+    sub.add_parser("sim-eval", add_help=False,
+                   help="closed-loop success rate on the embedded simulator: unseen goals, our model and baselines "
+                        "(robot/sim_eval.py; see `vjepa-fast sim-eval --help`)")
 
     sub.add_parser("train-ac", add_help=False,
                    help="V-JEPA 2-AC post-training of the action-conditioned predictor (--config FILE; see "
@@ -254,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vjepa_fast.train.ac import main as train_ac_main
 
         return train_ac_main(argv[1:])
+    if argv[:1] == ["sim-eval"]:  # the robot side's evaluation (robot/sim_eval.py), its own parser
+        return _robot_main("sim_eval", argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

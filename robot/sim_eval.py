@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""Closed-loop success rate on the embedded simulator: N unseen goal poses, each method, one table and a PNG.
+
+    python robot/sim_eval.py --goals 20 --out runs/sim_eval \\
+        --method ours=robot/assets/sim_demo_world_model.safetensors --method random-model --method random-actions \\
+        --method oracle
+    (the same through `vjepa-fast sim-eval ...`)
+
+One franky-sim server, camera and 1 kHz control loop serve every trial. Goal i is drawn from the seed
+(seed, i) inside the evaluation box (the collection box around the home pose, z >= box_z_min); its start lies
+`start_min`-`start_max` m away in a random direction, inside the box. Per trial: the arm moves (unrecorded)
+to the goal, a fresh frame there is the goal image, then to the start; then up to `max_steps` MPC steps.
+Success: the MEASURED end-effector position ends within `success_m` of the goal position after the last step.
+Every method sees the same goals and starts (paired).
+
+Methods (`--method NAME[=SPEC]`):
+- `NAME=FILE.safetensors`: a world model file (encoder + AC predictor, as `vjepa_fast.train.sim_demo` exports),
+  planned on with latent CEM;
+- `random-model`: the same architecture as the first model file with random weights (seed 0), latent CEM;
+- `random-actions`: a uniformly random step (L2 ball of the max step) each MPC step;
+- `oracle`: straight to the goal (the true goal position, clipped to the max step): what perfect control does.
+Outputs in --out: `trials.jsonl` (one line per trial, appended as they finish: an interrupted run resumes
+where it stopped), `sim_eval.md` (the table), `sim_eval.json`, `sim_eval.png` (final-distance distributions
+and success rates), and each trial's MPC log under `trials/METHOD/goal_NNN/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+_LOG = logging.getLogger("sim_eval")
+BASELINES = ("random-model", "random-actions", "oracle")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    goals: int = 20
+    seed: int = 1000  # goal draws use (seed, i): keep clear of the data generator's seeds
+    max_steps: int = 10
+    success_m: float = 0.03
+    start_min: float = 0.06
+    start_max: float = 0.10
+    box_half: tuple[float, float, float] = (0.12, 0.15, 0.12)
+    box_z_min: float = 0.15
+    max_step: float = 0.05
+    samples: int = 64
+    topk: int = 8
+    iterations: int = 3
+    horizon: int = 2
+    settle_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.goals < 1 or self.max_steps < 1:
+            raise ValueError(f"goals and max_steps must be >= 1, got {self.goals}, {self.max_steps}")
+        if not 0 < self.start_min <= self.start_max:
+            raise ValueError(f"need 0 < start_min <= start_max, got {self.start_min}, {self.start_max}")
+        if self.success_m <= 0:
+            raise ValueError(f"success_m must be > 0, got {self.success_m}")
+
+
+@dataclass
+class Trial:
+    method: str
+    goal_index: int
+    goal_xyz: list[float]
+    start_xyz: list[float]
+    start_distance: float
+    final_distance: float | None
+    success: bool
+    steps: int
+    plan_seconds_per_step: float
+    ok: bool
+    reason: str
+    distances: list[float] = field(default_factory=list)
+
+
+def draw_goal(cfg: EvalConfig, home: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(goal xyz, start xyz) of trial `index`: uniform in the box, the start start_min..start_max away."""
+    rng = np.random.default_rng([cfg.seed, index])
+    lo = home - np.asarray(cfg.box_half)
+    lo[2] = max(lo[2], cfg.box_z_min)
+    hi = home + np.asarray(cfg.box_half)
+    for _ in range(1000):
+        goal = rng.uniform(lo, hi)
+        d = rng.normal(size=3)
+        start = goal + d / np.linalg.norm(d) * rng.uniform(cfg.start_min, cfg.start_max)
+        if np.all(start >= lo) and np.all(start <= hi):
+            return goal, start
+    raise RuntimeError("could not draw a start inside the box: the box is too small for start_max")
+
+
+class _FixedPlanner:
+    """A baseline with the planner's interface: one action per step from `choose(state xyz) -> dxyz`."""
+
+    def __init__(self, choose, horizon: int = 1) -> None:
+        self.choose, self.horizon = choose, horizon
+
+    def plan(self, z_obs, state, z_goal, init_mean=None):
+        import torch
+
+        from vjepa_fast.planning import PlanResult, to_actions
+
+        d = torch.as_tensor(self.choose(state[0, :3].double().numpy()), dtype=torch.float32)
+        mean = d.view(1, 1, 3).expand(1, self.horizon, 3).contiguous()
+        return PlanResult(mean=mean, actions=to_actions(mean), energy=torch.full((1,), float("nan")),
+                          std=torch.zeros_like(mean))
+
+
+def oracle_planner(goal: np.ndarray, max_step: float) -> _FixedPlanner:
+    def choose(xyz: np.ndarray) -> np.ndarray:
+        d = goal - xyz
+        n = np.linalg.norm(d)
+        return d if n <= max_step else d * (max_step / n)
+
+    return _FixedPlanner(choose)
+
+
+def random_planner(max_step: float, seed: int) -> _FixedPlanner:
+    rng = np.random.default_rng(seed)
+
+    def choose(xyz: np.ndarray) -> np.ndarray:
+        d = rng.normal(size=3)
+        return d / np.linalg.norm(d) * max_step * rng.uniform() ** (1 / 3)
+
+    return _FixedPlanner(choose)
+
+
+def load_world_model(spec: str, random_like: str | None = None):
+    """WorldModel from a safetensors file (encoder + predictor), or random weights of that file's architecture."""
+    import torch
+
+    from vjepa_fast.checkpoints import load_safetensors
+    from vjepa_fast.models import ActionConditionedPredictor, VideoEncoder
+    from vjepa_fast.planning import WorldModel
+
+    loaded = load_safetensors(random_like or spec)
+    if loaded.encoder is None or loaded.predictor is None:
+        raise ValueError(f"{random_like or spec} must hold an encoder and an AC predictor")
+    enc, pred = loaded.encoder, loaded.predictor
+    if random_like is not None:
+        torch.manual_seed(0)
+        enc, pred = VideoEncoder(enc.config), ActionConditionedPredictor(pred.config)
+    return WorldModel(enc.eval(), pred.eval())
+
+
+def summarise(trials: list[Trial], methods: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for m in methods:
+        ts = [t for t in trials if t.method == m]
+        if not ts:
+            continue
+        final = np.array([t.final_distance if t.final_distance is not None else np.nan for t in ts])
+        rows.append({"method": m, "trials": len(ts), "success": int(sum(t.success for t in ts)),
+                     "success_rate": float(np.mean([t.success for t in ts])),
+                     "start_mean_m": float(np.mean([t.start_distance for t in ts])),
+                     "final_median_m": float(np.nanmedian(final)), "final_q25_m": float(np.nanquantile(final, 0.25)),
+                     "final_q75_m": float(np.nanquantile(final, 0.75)), "final_max_m": float(np.nanmax(final)),
+                     "plan_s_per_step": float(np.mean([t.plan_seconds_per_step for t in ts])),
+                     "failed_runs": int(sum(not t.ok for t in ts))})
+    return rows
+
+
+def write_report(trials: list[Trial], methods: list[str], cfg: EvalConfig, out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarise(trials, methods)
+    lines = [f"success = measured end-effector distance <= {100 * cfg.success_m:.0f} cm after <= {cfg.max_steps} "
+             f"MPC steps; starts {100 * cfg.start_min:.0f}-{100 * cfg.start_max:.0f} cm from the goal",
+             "", "| method | success | final distance median [q25, q75] (cm) | worst (cm) | planning s/step |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['success']}/{r['trials']} ({100 * r['success_rate']:.0f}%) | "
+                     f"{100 * r['final_median_m']:.1f} [{100 * r['final_q25_m']:.1f}, {100 * r['final_q75_m']:.1f}] | "
+                     f"{100 * r['final_max_m']:.1f} | {r['plan_s_per_step']:.2f} |")
+    (out / "sim_eval.md").write_text("\n".join(lines) + "\n")
+    (out / "sim_eval.json").write_text(json.dumps({"config": asdict(cfg), "summary": rows}, indent=1))
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
+    data = [[100 * t.final_distance for t in trials if t.method == r["method"] and t.final_distance is not None]
+            for r in rows]
+    ax0.boxplot(data, tick_labels=[r["method"] for r in rows], showfliers=True)
+    for i, d in enumerate(data, 1):
+        ax0.scatter(np.full(len(d), i) + np.random.default_rng(i).uniform(-0.12, 0.12, len(d)), d, s=10, alpha=0.6)
+    ax0.axhline(100 * cfg.success_m, color="green", ls="--", lw=1, label="success")
+    ax0.axhline(100 * np.mean([t.start_distance for t in trials]), color="gray", ls=":", lw=1, label="mean start")
+    ax0.set_ylabel("final end-effector distance to goal (cm)")
+    ax0.legend(fontsize=8)
+    ax1.bar([r["method"] for r in rows], [100 * r["success_rate"] for r in rows], color="tab:blue")
+    ax1.set_ylabel(f"success rate (%), <= {100 * cfg.success_m:.0f} cm")
+    ax1.set_ylim(0, 100)
+    fig.suptitle(f"closed-loop reaching on the simulator, {cfg.goals} unseen goals")
+    fig.tight_layout()
+    png = out / "sim_eval.png"
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return {"table": out / "sim_eval.md", "json": out / "sim_eval.json", "png": png}
+
+
+def _move_to(control, target: np.ndarray, safety, timeout: float) -> None:
+    from robot import shm
+    from robot.safety import safe_target
+
+    here = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+    for _ in range(200):
+        if np.linalg.norm(target - here) < 1e-4:
+            return
+        here, _ = safe_target(here, np.r_[target - here, 0.0, 0.0, 0.0, 0.0], safety)
+        control.send_target(here, 0.0)
+        if not control.wait_settled(timeout):
+            raise RuntimeError(f"the arm did not reach {np.round(here, 4).tolist()}: "
+                               f"{control.error() or 'timeout'}")
+    raise RuntimeError(f"could not reach {np.round(target, 4).tolist()} in 200 safe steps")
+
+
+def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Path, *, progress: bool = True
+             ) -> list[Trial]:
+    """Runs every (method, goal) trial not yet in out/trials.jsonl; returns all trials."""
+    import torch
+
+    from robot.collect import _fresh_frame
+    from robot.mpc import MPCRunner
+    from robot.rig import Rig
+    from robot.safety import SafetyConfig
+    from vjepa_fast.planning import CEMPlanner, PlannerConfig
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "trials.jsonl"
+    done = [Trial(**json.loads(line)) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    have = {(t.method, t.goal_index) for t in done}
+    todo = [(m, i) for m in methods for i in range(cfg.goals) if (m, i) not in have]
+    if not todo:
+        return done
+    files = [s for s in methods.values() if s]
+    safety = SafetyConfig(max_step=cfg.max_step, planner_timeout=120.0)
+    planner_cfg = PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations,
+                                horizon=cfg.horizon, max_norm=cfg.max_step, bound="ball")
+    bar = None
+    rig = Rig(out / "rig", safety, sim=True, camera_fps=15.0, gripper=False, max_log_seconds=30.0)
+    try:
+        rig.start()
+        home = rig.commanded_xyz()
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(methods) * cfg.goals, initial=len(done), desc="sim-eval", unit="trial")
+        encoder_model = None
+        for method, spec in methods.items():
+            pending = [i for m, i in todo if m == method]
+            if not pending:
+                continue
+            if method == "random-model":
+                if not files:
+                    raise ValueError("random-model needs a model file among the methods (its architecture)")
+                wm = load_world_model("", random_like=files[0])
+            elif spec:
+                wm = load_world_model(spec)
+            else:
+                wm = encoder_model or load_world_model(files[0]) if files else None
+                if wm is None:
+                    raise ValueError(f"{method} needs a model file among the methods (to encode the frames it logs)")
+            if spec:
+                encoder_model = encoder_model or wm
+            for i in pending:
+                goal, start = draw_goal(cfg, home, i)
+                _move_to(rig.control, goal, safety, cfg.settle_timeout)
+                time.sleep(0.15)
+                goal_frame = _fresh_frame(rig.camera, time.monotonic())
+                _move_to(rig.control, start, safety, cfg.settle_timeout)
+                time.sleep(0.15)
+                if method == "oracle":
+                    planner = oracle_planner(goal, cfg.max_step)
+                elif method == "random-actions":
+                    planner = random_planner(cfg.max_step, seed=cfg.seed * 7919 + i)
+                else:
+                    planner = CEMPlanner(wm, planner_cfg.replace(seed=i))
+                runner = MPCRunner(wm, planner, rig.control, rig.camera, safety, [goal_frame],
+                                   out / "trials" / method / f"goal_{i:03d}", goal_xyz=goal,
+                                   settle_timeout=cfg.settle_timeout)
+                s = runner.run(cfg.max_steps, stop_control=False)
+                start_d = float(np.linalg.norm(start - goal))
+                dists = [r.ee_distance_to_goal for r in s.records] + (
+                    [s.final_ee_distance_to_goal] if s.final_ee_distance_to_goal is not None else [])
+                final = s.final_ee_distance_to_goal
+                trial = Trial(method=method, goal_index=i, goal_xyz=goal.tolist(), start_xyz=start.tolist(),
+                              start_distance=start_d, final_distance=final,
+                              success=bool(s.ok and final is not None and final <= cfg.success_m), steps=s.steps,
+                              plan_seconds_per_step=float(np.mean([r.plan_seconds for r in s.records]))
+                              if s.records else float("nan"), ok=s.ok, reason=s.reason,
+                              distances=[float(d) for d in dists])
+                done.append(trial)
+                with open(log, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(asdict(trial)) + "\n")
+                _LOG.info("%s goal %d: %.3f -> %s m (%s)", method, i, start_d,
+                          "?" if final is None else f"{final:.3f}", "success" if trial.success else "miss")
+                if bar is not None:
+                    bar.update(1)
+                if not s.ok:
+                    raise RuntimeError(f"trial {method}/{i} stopped: {s.reason}")
+    finally:
+        if bar is not None:
+            bar.close()
+        rig.close()
+    return done
+
+
+def parse_methods(items: list[str]) -> dict[str, str | None]:
+    methods: dict[str, str | None] = {}
+    for item in items:
+        name, _, spec = item.partition("=")
+        if not name:
+            raise ValueError(f"--method {item!r}: expected NAME=FILE.safetensors or one of {BASELINES}")
+        if spec:
+            if not Path(spec).is_file():
+                raise ValueError(f"--method {item!r}: model file {spec} does not exist")
+        elif name not in BASELINES:
+            raise ValueError(f"--method {item!r}: a model method needs a file (NAME=FILE.safetensors); baselines "
+                             f"are {BASELINES}")
+        if name in methods:
+            raise ValueError(f"--method {name} given twice")
+        methods[name] = spec or None
+    if not methods:
+        raise ValueError("give at least one --method")
+    return methods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sim-eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = EvalConfig()
+    p.add_argument("--method", action="append", default=[], metavar="NAME[=FILE]",
+                   help=f"a world model file (NAME=FILE.safetensors) or a baseline {BASELINES}; repeatable")
+    p.add_argument("--out", default="runs/sim_eval", help="output folder (resumes the trials already in it)")
+    p.add_argument("--goals", type=int, default=d.goals, help="goal poses")
+    p.add_argument("--seed", type=int, default=d.seed, help="goal i is drawn from (seed, i)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="MPC steps per trial")
+    p.add_argument("--success-cm", type=float, default=100 * d.success_m, help="success radius, cm")
+    p.add_argument("--start-cm", nargs=2, type=float, default=(100 * d.start_min, 100 * d.start_max),
+                   metavar=("MIN", "MAX"), help="start distance from the goal, cm")
+    p.add_argument("--max-step", type=float, default=d.max_step, help="largest translation per MPC step, m")
+    p.add_argument("--samples", type=int, default=d.samples, help="CEM samples per iteration")
+    p.add_argument("--topk", type=int, default=d.topk, help="CEM elites")
+    p.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations")
+    p.add_argument("--horizon", type=int, default=d.horizon, help="actions per plan")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _LOG.setLevel(logging.INFO)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        methods = parse_methods(a.method)
+        cfg = EvalConfig(goals=a.goals, seed=a.seed, max_steps=a.max_steps, success_m=a.success_cm / 100,
+                         start_min=a.start_cm[0] / 100, start_max=a.start_cm[1] / 100, max_step=a.max_step,
+                         samples=a.samples, topk=a.topk, iterations=a.iterations, horizon=a.horizon)
+    except ValueError as exc:
+        print(f"sim-eval: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    try:
+        trials = evaluate(methods, cfg, out)
+    except KeyboardInterrupt:
+        print(f"sim-eval: interrupted: finished trials are in {out / 'trials.jsonl'}; run again to resume",
+              file=sys.stderr)
+        return 130
+    files = write_report(trials, list(methods), cfg, out)
+    print(files["table"].read_text())
+    print(f"sim-eval: {files['png']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
