@@ -271,12 +271,11 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
                 wm = load_world_model("", random_like=files[0])
             elif spec:
                 wm = load_world_model(spec)
-            else:
-                wm = encoder_model or load_world_model(files[0]) if files else None
-                if wm is None:
-                    raise ValueError(f"{method} needs a model file among the methods (to encode the frames it logs)")
-            if spec:
                 encoder_model = encoder_model or wm
+            elif files:  # baselines plan without a model; the runner still encodes the frames it logs
+                wm = encoder_model or load_world_model(files[0])
+            else:
+                raise ValueError(f"{method} needs a model file among the methods (to encode the frames it logs)")
             for i in pending:
                 goal, start = draw_goal(cfg, home, i)
                 _move_to(rig.control, goal, safety, cfg.settle_timeout)
