@@ -39,8 +39,8 @@ class ReferencePlanner:
         if not isinstance(config, PlannerConfig):
             raise TypeError(f"config must be a PlannerConfig, got {type(config).__name__}")
         if not config.is_reference_algorithm:
-            raise ValueError("ReferencePlanner runs the reference algorithm only: keep_elites, return_best and "
-                             "coarse_iterations must be off in its PlannerConfig")
+            raise ValueError("ReferencePlanner runs plain CEM only (the reference algorithm of its config): "
+                             "keep_elites, return_best and coarse_iterations must be off in its PlannerConfig")
         if isinstance(model, ActionConditionedPredictor):
             # An fp32 copy when needed: `.float()` on the caller's module would convert it in place.
             fp32 = all(p.dtype == torch.float32 for p in model.parameters())
