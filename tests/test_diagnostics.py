@@ -52,3 +52,48 @@ def test_bad_inputs():
         energy_quality(torch.zeros(5, 4), torch.zeros(5, 3))
     with pytest.raises(ValueError, match="at least 3"):
         energy_quality(torch.zeros(2, 1, 4), torch.zeros(2, 3))
+
+
+def test_episode_latents_are_the_planners(tmp_path):
+    """Frames of a recorded episode encode exactly as WorldModel.encode_image_files does at plan time."""
+    import numpy as np
+
+    from vjepa_fast.data.episodes import EpisodeWriter
+    from vjepa_fast.diagnostics import episode_latents
+    from vjepa_fast.models import ACPredictorConfig, ActionConditionedPredictor, EncoderConfig, VideoEncoder
+    from vjepa_fast.planning import WorldModel
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (72, 80, 3), dtype=np.uint8) for _ in range(5)]
+    w = EpisodeWriter(tmp_path / "ep", fps=4.0, camera="test")
+    for i, f in enumerate(frames):
+        w.append(f, np.r_[0.5 + 0.01 * i, 0.0, 0.4, 0, 0, 0, 0], None if i == 4 else np.zeros(7), timestamp=0.25 * i)
+    w.close()
+    torch.manual_seed(0)
+    enc = VideoEncoder(EncoderConfig.tiny()).eval()
+    z, xyz = episode_latents(enc, [tmp_path / "ep"], max_frames=None, batch_size=2)
+    wm = WorldModel(enc, ActionConditionedPredictor(ACPredictorConfig.tiny()), dtype="float32")
+    torch.testing.assert_close(z, wm.encode_image_files(frames), atol=1e-5, rtol=1e-5)
+    assert torch.allclose(xyz[:, 0], torch.tensor([0.5, 0.51, 0.52, 0.53, 0.54], dtype=torch.float64))
+    z3, _ = episode_latents(enc, [tmp_path / "ep"], max_frames=3)
+    assert z3.shape[0] == 3
+
+
+def test_energy_quality_command(tmp_path, capsys):
+    import numpy as np
+
+    from vjepa_fast.cli import main
+    from vjepa_fast.data.episodes import EpisodeWriter
+
+    rng = np.random.default_rng(1)
+    w = EpisodeWriter(tmp_path / "eps" / "ep0", fps=4.0, camera="test")
+    for i in range(6):
+        w.append(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), np.r_[0.5, 0.02 * i, 0.4, 0, 0, 0, 0],
+                 None if i == 5 else np.zeros(7), timestamp=0.25 * i)
+    w.close()
+    assert main(["energy-quality", "--episodes", str(tmp_path / "eps"), "--encoder", "a=random:tiny",
+                 "--encoder", "b=random:tiny@32", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| a |" in out and "| b |" in out and (tmp_path / "out" / "energy_quality.png").is_file()
+    with pytest.raises(SystemExit, match="unknown EncoderConfig preset"):
+        main(["energy-quality", "--episodes", str(tmp_path / "eps"), "--encoder", "a=random:huge9"])

@@ -154,6 +154,49 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "the AVX2-only behaviour)")
 
 
+def _parse_encoder_spec(item: str):
+    """NAME=FILE.safetensors (the encoder in it) or NAME=random:PRESET[@IMG] (random weights, seed 0)."""
+    import torch
+
+    from vjepa_fast.models import EncoderConfig, VideoEncoder
+
+    name, _, spec = item.partition("=")
+    if not name or not spec:
+        raise SystemExit(f"error: --encoder {item!r}: expected NAME=FILE.safetensors or NAME=random:PRESET[@IMG]")
+    if spec.startswith("random:"):
+        preset, _, img = spec[len("random:"):].partition("@")
+        if not hasattr(EncoderConfig, preset):
+            raise SystemExit(f"error: --encoder {item!r}: unknown EncoderConfig preset {preset!r} (e.g. tiny)")
+        torch.manual_seed(0)
+        cfg = getattr(EncoderConfig, preset)(**({"img_size": int(img)} if img else {}))
+        return name, VideoEncoder(cfg).eval()
+    from vjepa_fast.checkpoints import load_official, load_safetensors
+
+    loaded = load_safetensors(spec) if spec.endswith(".safetensors") else load_official(spec)
+    if loaded.encoder is None:
+        raise SystemExit(f"error: --encoder {item!r}: {spec} holds no encoder")
+    return name, loaded.encoder.eval()
+
+
+def _cmd_energy_quality(args: argparse.Namespace) -> int:
+    from vjepa_fast.data.episodes import find_episodes
+    from vjepa_fast.diagnostics import energy_quality, episode_latents, write_energy_report
+
+    eps = [p for d in args.episodes for p in find_episodes(d)]
+    if not eps:
+        raise SystemExit(f"error: no episode under {args.episodes}")
+    results = []
+    for item in args.encoder:
+        name, enc = _parse_encoder_spec(item)
+        z, xyz = episode_latents(enc, eps, max_frames=args.max_frames, seed=args.seed)
+        results.append(energy_quality(z, xyz, name=name, near=args.near_cm / 100, max_frames=None))
+        print(results[-1].row())
+    files = write_energy_report(results, args.out, title=args.title)
+    print(files["table"].read_text())
+    print(f"energy quality: {files['png']}")
+    return 0
+
+
 def _robot_main(module: str, argv: list[str]) -> int:
     """Runs robot/<module>.py's main: the robot stack sits beside the package in the repository checkout
     (robot/ drives the planner, the library never imports it), so it is found from this file's location."""
@@ -267,6 +310,25 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.add_argument("--fixed", type=float, default=0.0, help="delta of the third axis (m, default 0)")
     p.add_argument("--out", default="energy_landscape.png", help="PNG to write")
     p.set_defaults(func=_cmd_energy_landscape)
+
+    p = sub.add_parser(
+        "energy-quality",
+        help="diagnostic (a): does the planner's latent energy rank end-effector distance? (table + PNG)",
+        description="Encodes frames of recorded episodes exactly as the planner does and reports the Spearman "
+        "rank correlation between the latent L1 of two frames (the planner's energy) and the distance of "
+        "their end-effector positions, over all pairs and over pairs closer than --near-cm; writes "
+        "energy_quality.md/.json/.png to --out. Compare encoders (and cameras, via their episodes) with it.",
+    )
+    p.add_argument("--episodes", nargs="+", required=True, help="folders of episodes (held-out ones)")
+    p.add_argument("--encoder", action="append", required=True, metavar="NAME=SPEC",
+                   help="NAME=FILE (.safetensors or Meta .pt: its encoder) or NAME=random:PRESET[@IMG] (random "
+                        "weights, seed 0, e.g. random:tiny@128); repeatable")
+    p.add_argument("--max-frames", type=int, default=400, help="frames drawn from the episodes (pairs ~ F^2/2)")
+    p.add_argument("--near-cm", type=float, default=10.0, help="the 'near' pairs: closer than this, cm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--title", default="")
+    p.add_argument("--out", default="runs/energy_quality", help="output folder")
+    p.set_defaults(func=_cmd_energy_quality)
     return parser
 
 

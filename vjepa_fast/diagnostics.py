@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EnergyQuality", "energy_quality", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
+__all__ = ["EnergyQuality", "energy_quality", "episode_latents", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
            "write_energy_report"]
 
 
@@ -139,3 +139,31 @@ def write_energy_report(results: Sequence[EnergyQuality], out_dir: str | Path, t
 def layer_norm_latents(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """The planner's normalisation of encoder outputs: layer norm without affine over the channels."""
     return F.layer_norm(z.float(), (z.shape[-1],), eps=eps)
+
+
+@torch.no_grad()
+def episode_latents(encoder: torch.nn.Module, episodes: Sequence[str | Path], *, max_frames: int | None = 400,
+                    seed: int = 0, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latents [F, N, D], xyz [F, 3]) of frames of recorded episodes, encoded exactly as the planner does
+    (`WorldModel.encode`: eval preprocessing at the encoder's size, each frame a 2-frame clip, layer norm).
+    At most `max_frames` frames, drawn uniformly (seeded) over all frames of all episodes."""
+    from vjepa_fast.data.episodes import read_episode
+    from vjepa_fast.data.transforms import preprocess_frames
+
+    if not episodes:
+        raise ValueError("no episodes given")
+    eps = [read_episode(p) for p in episodes]
+    index = [(e, t) for e, ep in enumerate(eps) for t in range(ep.num_frames)]
+    if max_frames is not None and len(index) > max_frames:
+        keep = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))[:max_frames].sort().values
+        index = [index[int(i)] for i in keep]
+    size = encoder.config.img_size if isinstance(encoder.config.img_size, int) else int(encoder.config.img_size[0])
+    zs, xyz = [], []
+    for start in range(0, len(index), batch_size):
+        chunk = index[start:start + batch_size]
+        frames = torch.cat([eps[e].frames([t]) for e, t in chunk])  # [b, H, W, 3] uint8
+        images = preprocess_frames(frames, size).permute(1, 0, 2, 3)  # [b, 3, s, s]
+        z = encoder(images.float())  # a 4-D image batch: each image a 2-frame clip, as WorldModel.encode
+        zs.append(layer_norm_latents(z))
+        xyz.append(torch.stack([eps[e].states[t, :3] for e, t in chunk]).double())
+    return torch.cat(zs), torch.cat(xyz)
