@@ -1,6 +1,7 @@
 """Cameras as processes writing the latest frame (uint8 H x W x 3, RGB) into shared memory.
 
-- `sim`: renders franky-sim's MuJoCo scene from the simulator's published state (headless, MUJOCO_GL=egl);
+- `sim`: renders franky-sim's MuJoCo scene from the simulator's published state (headless, MUJOCO_GL=egl)
+  through one of the scene's named cameras (robot/sim.py CAMERAS), with `SceneRenderer`;
 - `opencv`: a USB/V4L2 camera through OpenCV (`opencv-python-headless`);
 - `realsense`: an Intel RealSense colour stream (`pyrealsense2`).
 The planner reads the newest frame without waiting; a frame older than `timeout` means the camera stopped.
@@ -32,27 +33,68 @@ def _center_square(frame: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.BILINEAR))
 
 
+class SceneRenderer:
+    """Renders the simulator's MuJoCo scene from a joint state (qpos) through one named camera: the one code
+    path of the `sim` camera process and of robot/generate.py, so both give the same pixels for the same qpos.
+
+        scene = SceneRenderer.from_file("scene.xml", 256, "scene_cam")
+        frame = scene.render(qpos)  # uint8 [size, size, 3] RGB
+
+    Needs MUJOCO_GL set before mujoco is first imported (set here to "egl" when unset: headless, Mesa on a CPU).
+    """
+
+    def __init__(self, model: Any, size: int, camera: str) -> None:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        import mujoco
+
+        if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
+            names = [model.camera(i).name for i in range(model.ncam)]
+            raise ValueError(f"the scene has no camera {camera!r} (it has {', '.join(names) or 'none'})")
+        self._mj = mujoco
+        self.model, self.camera, self.size = model, camera, size
+        self.data = mujoco.MjData(model)
+        self.renderer = mujoco.Renderer(model, size, size)
+
+    @classmethod
+    def from_file(cls, scene_xml: str | Path, size: int, camera: str) -> SceneRenderer:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        import mujoco
+
+        return cls(mujoco.MjModel.from_xml_path(str(scene_xml)), size, camera)
+
+    @classmethod
+    def from_string(cls, xml: str, size: int, camera: str) -> SceneRenderer:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        import mujoco
+
+        return cls(mujoco.MjModel.from_xml_string(xml), size, camera)
+
+    def render(self, qpos: np.ndarray) -> np.ndarray:
+        """qpos: [model.nq] float64 -> frame uint8 [size, size, 3] RGB (a new array)."""
+        self.data.qpos[:] = qpos
+        self._mj.mj_forward(self.model, self.data)
+        self.renderer.update_scene(self.data, camera=self.camera)
+        return self.renderer.render()
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
 def camera_main(kind: str, frame_name: str, size: int, fps: float, options: dict[str, Any], events: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     frames = shm.frame_block((size, size, 3), frame_name)
     period = 1.0 / fps
     try:
         if kind == "sim":
-            os.environ.setdefault("MUJOCO_GL", "egl")
-            import mujoco
-
-            model = mujoco.MjModel.from_xml_path(options["scene_xml"])
-            data = mujoco.MjData(model)
             qpos = shm.SeqlockArray(options["qpos_name"], (options["nq_max"],), np.float64, create=False)
             buf = np.zeros(options["nq_max"])
-            renderer = mujoco.Renderer(model, size, size)
+            from robot.sim import DEFAULT_CAMERA
+
+            scene = SceneRenderer.from_file(options["scene_xml"], size, options.get("camera") or DEFAULT_CAMERA)
 
             def grab() -> np.ndarray:
                 qpos.read_into(buf)
-                data.qpos[:] = buf[: model.nq]
-                mujoco.mj_forward(model, data)
-                renderer.update_scene(data, camera=options.get("camera", "scene_cam"))
-                return renderer.render()
+                return scene.render(buf[: scene.model.nq])
 
             stale_after = options.get("stale_after", 2.0)
         elif kind == "opencv":

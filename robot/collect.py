@@ -33,6 +33,8 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 
 import numpy as np
 
+from robot.sim import CAMERAS, DEFAULT_CAMERA, check_camera
+
 _LOG = logging.getLogger("collect")
 
 
@@ -48,16 +50,38 @@ class CollectConfig:
     fps: float = 4.0  # nominal rate written to the episode meta (as the MPC logs)
     camera_fps: float = 15.0
     use_gripper: bool = True
+    camera: str = DEFAULT_CAMERA  # which of robot/sim.py CAMERAS records
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.steps < 1:
             raise ValueError(f"episodes and steps must be >= 1, got {self.episodes}, {self.steps}")
         if not 0 < self.max_delta <= 0.1:
             raise ValueError(f"max_delta must be in (0, 0.1] m, got {self.max_delta}")
+        check_camera(self.camera)
 
 
 def episode_dir(out: Path, index: int) -> Path:
     return out / f"ep_{index:06d}"
+
+
+def collection_safety(max_delta: float):
+    """The safety limits of collection: faster than the MPC defaults (still half the FR3 limits at most), the
+    moves are short; `max_step` lets every move of +-max_delta per axis through unscaled."""
+    from robot.safety import SafetyConfig
+
+    return SafetyConfig(max_step=float(np.sqrt(3) * max_delta) + 1e-6, max_velocity=0.4, max_acceleration=2.5,
+                        max_jerk=50.0, planner_timeout=120.0)
+
+
+def collection_box(home: np.ndarray, box_half: tuple[float, float, float], box_z_min: float,
+                   safety) -> tuple[np.ndarray, np.ndarray]:
+    """(lo [3], hi [3]): the box around the home position [3] that starts and moves stay in, inside the
+    workspace and above z = box_z_min."""
+    half = np.asarray(box_half, dtype=np.float64)
+    lo = np.maximum(home - half, np.asarray(safety.workspace_min))
+    lo[2] = max(lo[2], box_z_min)
+    hi = np.minimum(home + half, np.asarray(safety.workspace_max))
+    return lo, hi
 
 
 def _fresh_frame(camera, since: float, timeout: float = 3.0) -> np.ndarray:
@@ -107,10 +131,7 @@ def record_episode(path: Path, control, camera, gripper, safety, cfg: CollectCon
     from vjepa_fast.data.episodes import EpisodeWriter
 
     rng = np.random.default_rng([cfg.seed, index])
-    half = np.asarray(cfg.box_half)
-    lo = np.maximum(home - half, np.asarray(safety.workspace_min))
-    lo[2] = max(lo[2], cfg.box_z_min)
-    hi = np.minimum(home + half, np.asarray(safety.workspace_max))
+    lo, hi = collection_box(home, cfg.box_half, cfg.box_z_min, safety)
     start = rng.uniform(lo, hi)
     # The start move is not recorded: cut it into safe steps (safety.max_step each).
     here = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
@@ -121,7 +142,7 @@ def record_episode(path: Path, control, camera, gripper, safety, cfg: CollectCon
         _move(control, here, 0.0, cfg.settle_timeout)
     if tmp.exists():
         shutil.rmtree(tmp)
-    writer = EpisodeWriter(tmp, fps=cfg.fps, camera="sim:scene_cam",
+    writer = EpisodeWriter(tmp, fps=cfg.fps, camera=f"sim:{cfg.camera}",
                            extra={"source": "robot/collect.py", "seed": cfg.seed, "index": index,
                                   "max_delta": cfg.max_delta, "box_lo": lo.tolist(), "box_hi": hi.tolist()})
     try:
@@ -151,7 +172,6 @@ def collect(out_dir: str | Path, cfg: CollectConfig, *, progress: bool = True,
             work_dir: str | Path | None = None) -> list[Path]:
     """Records cfg.episodes episodes into out_dir/ep_NNNNNN (skipping complete ones); returns their paths."""
     from robot.rig import Rig
-    from robot.safety import SafetyConfig
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,15 +180,14 @@ def collect(out_dir: str | Path, cfg: CollectConfig, *, progress: bool = True,
     if not todo:
         _LOG.info("all %d episodes already in %s", cfg.episodes, out)
         return paths
-    # Faster than the MPC defaults (still half the FR3 limits at most): the moves are short.
-    safety = SafetyConfig(max_step=float(np.sqrt(3) * cfg.max_delta) + 1e-6, max_velocity=0.4,
-                          max_acceleration=2.5, max_jerk=50.0, planner_timeout=120.0)
+    safety = collection_safety(cfg.max_delta)
     # Beside the output folder, not in it: `find_episodes` lists every meta.json under the output folder.
     work = Path(work_dir) if work_dir is not None else out.with_name(f".{out.name}.work")
     partial = out.with_name(f".{out.name}.partial")
     partial.mkdir(parents=True, exist_ok=True)
     bar = None
-    rig = Rig(work, safety, sim=True, camera_fps=cfg.camera_fps, gripper=cfg.use_gripper, max_log_seconds=60.0)
+    rig = Rig(work, safety, sim=True, camera_fps=cfg.camera_fps, gripper=cfg.use_gripper, max_log_seconds=60.0,
+              sim_camera=cfg.camera)
     try:
         rig.start()
         control, camera, gripper = rig.control, rig.camera, rig.gripper
@@ -201,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--box-z-min", type=float, default=0.15, help="lowest end-effector z, m (cubes below)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-gripper", action="store_true", help="do not connect to the gripper (state 0)")
+    p.add_argument("--sim-camera", default=DEFAULT_CAMERA, metavar="NAME",
+                   help=f"which of the scene's cameras records ({', '.join(CAMERAS)}; default {DEFAULT_CAMERA})")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
@@ -208,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         cfg = CollectConfig(episodes=a.episodes, steps=a.steps, max_delta=a.max_delta, box_half=tuple(a.box_half),
-                            box_z_min=a.box_z_min, seed=a.seed, use_gripper=not a.no_gripper)
+                            box_z_min=a.box_z_min, seed=a.seed, use_gripper=not a.no_gripper, camera=a.sim_camera)
     except ValueError as exc:
         print(f"collect: error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from robot import shm
 from robot.camera import CameraProcess
 from robot.control import ControlProcess
 from robot.safety import SafetyConfig
-from robot.sim import SimServer
+from robot.sim import DEFAULT_CAMERA, SimServer, check_camera
 
 _LOG = logging.getLogger(__name__)
 
@@ -22,13 +22,14 @@ class Rig:
     """`with Rig(workdir, safety, sim=True) as rig:` gives `rig.control`, `rig.camera`, `rig.gripper`, `rig.sim`.
 
     sim: start franky-sim (MuJoCo) on a free loopback address; otherwise `robot_ip` is a real arm, driven with
-    real time enforced. camera: "sim" (needs sim), "opencv" or "realsense".
+    real time enforced. camera: "sim" (needs sim), "opencv" or "realsense". sim_camera: which of the scene's
+    cameras (robot/sim.py CAMERAS) the sim camera renders.
     """
 
     def __init__(self, workdir: str | Path, safety: SafetyConfig, *, sim: bool, robot_ip: str | None = None,
                  camera: str | None = None, camera_fps: float = 10.0, camera_timeout: float = 3.0,
                  camera_device: Any = 0, gripper: bool = True, error_recovery: bool = False,
-                 max_log_seconds: float = 600.0) -> None:
+                 max_log_seconds: float = 600.0, sim_camera: str = DEFAULT_CAMERA) -> None:
         if not sim and not robot_ip:
             raise ValueError("give sim=True or a robot_ip")
         self.workdir = Path(workdir)
@@ -37,6 +38,7 @@ class Rig:
         self.camera_kind = camera or ("sim" if sim else "opencv")
         if self.camera_kind == "sim" and not sim:
             raise ValueError("the sim camera needs the simulator (sim=True)")
+        self.sim_camera = check_camera(sim_camera).name
         self.camera_fps, self.camera_timeout, self.camera_device = camera_fps, camera_timeout, camera_device
         self.use_gripper, self.error_recovery, self.max_log_seconds = gripper, error_recovery, max_log_seconds
         self.sim: SimServer | None = None
@@ -55,7 +57,7 @@ class Rig:
             if self.camera_kind == "sim":
                 self.camera = CameraProcess("sim", fps=self.camera_fps, timeout=self.camera_timeout,
                                             scene_xml=str(self.sim.scene_xml), qpos_name=self.sim.qpos_name,
-                                            nq_max=self.sim.NQ_MAX)
+                                            nq_max=self.sim.NQ_MAX, camera=self.sim_camera)
             else:
                 self.camera = CameraProcess(self.camera_kind, fps=self.camera_fps, timeout=self.camera_timeout,
                                             device=self.camera_device)

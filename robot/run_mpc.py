@@ -101,6 +101,8 @@ def build_world_model(args: argparse.Namespace):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from robot.sim import CAMERAS, DEFAULT_CAMERA, check_camera
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--sim", action="store_true", help="start franky-sim (MuJoCo) on loopback and use it")
@@ -150,6 +152,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--log-dir", default="runs/mpc", help="where the episode, logs and plots go")
     r.add_argument("--camera", default=None, choices=["sim", "opencv", "realsense"],
                    help="default: sim with --sim, opencv otherwise")
+    r.add_argument("--sim-camera", default=None, metavar="NAME",
+                   help=f"(--sim) which of the scene's cameras the sim camera renders ({', '.join(CAMERAS)}; default "
+                        f"{DEFAULT_CAMERA}, robot/sim.py DEFAULT_CAMERA); the goal image is rendered through it too")
     r.add_argument("--camera-device", default=0, help="OpenCV device index or path")
     r.add_argument("--camera-fps", type=float, default=10.0)
     r.add_argument("--no-gripper", action="store_true", help="do not connect to the gripper")
@@ -161,6 +166,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--goal-offset needs --sim (it renders the goal in the simulator)")
     if args.max_steps < 1:
         p.error(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.sim_camera is not None and (not args.sim or args.camera not in (None, "sim")):
+        p.error("--sim-camera needs --sim and the sim camera")
+    args.sim_camera = args.sim_camera or DEFAULT_CAMERA
+    try:
+        check_camera(args.sim_camera)
+    except ValueError as exc:
+        p.error(f"--sim-camera: {exc}")
     return args
 
 
@@ -217,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rig = Rig(log_dir, safety, sim=args.sim, robot_ip=args.robot_ip, camera=args.camera,
                   camera_fps=args.camera_fps, camera_device=args.camera_device, gripper=not args.no_gripper,
-                  error_recovery=args.error_recovery).start()
+                  error_recovery=args.error_recovery, sim_camera=args.sim_camera).start()
         control, camera, gripper = rig.control, rig.camera, rig.gripper
         goal_xyz = None
         if args.goal_offset is not None:

@@ -1,5 +1,5 @@
 """The embedded simulator: franky-sim's MuJoCo FR3 behind the real libfranka protocol on loopback, with a
-table, a few objects and a scene camera; plus the camera process that renders it.
+table, a few objects and named exterior cameras (`CAMERAS`, `DEFAULT_CAMERA`).
 
 `python -m robot.sim --hostname 127.0.0.1 --scene-xml X --qpos-shm NAME` is what `SimServer` starts. The
 server publishes the MuJoCo state (qpos) to shared memory after every physics step; the camera process
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,80 @@ import numpy as np
 from robot import shm
 
 _LOG = logging.getLogger(__name__)
-CAMERA = "scene_cam"
-# Table top at z = 0.02 in front of the robot; objects the arm can reach; a camera looking at the workspace.
+# Table top at z = 0.02 in front of the robot; objects the arm can reach; exterior cameras looking at the workspace.
 OBJECTS = (("red_cube", "0.55 -0.12 0.045", "0.025 0.025 0.025", "0.85 0.15 0.15 1"),
            ("green_cube", "0.50 0.15 0.045", "0.025 0.025 0.025", "0.15 0.75 0.2 1"),
            ("blue_box", "0.68 0.02 0.035", "0.04 0.03 0.015", "0.2 0.3 0.85 1"))
 
 
+@dataclass(frozen=True)
+class CameraPreset:
+    """A fixed exterior camera of the scene: MuJoCo `pos` and `xyaxes` (image right and image up, in the robot
+    base frame; the camera looks along -(x cross y)), vertical field of view in degrees."""
+
+    name: str
+    pos: tuple[float, float, float]
+    xyaxes: tuple[float, float, float, float, float, float]
+    fovy: float
+    description: str
+
+    @classmethod
+    def look_at(cls, name: str, pos: tuple[float, float, float], target: tuple[float, float, float], fovy: float,
+                description: str) -> CameraPreset:
+        """A camera at `pos` looking at `target` with the world z axis up in the image (no roll)."""
+        p, t = np.asarray(pos, float), np.asarray(target, float)
+        forward = (t - p) / np.linalg.norm(t - p)
+        right = np.cross(forward, [0.0, 0.0, 1.0])
+        if np.linalg.norm(right) < 1e-6:
+            raise ValueError(f"camera {name!r}: looking straight up or down needs an explicit xyaxes")
+        right /= np.linalg.norm(right)
+        up = np.cross(right, forward)
+        axes = tuple(round(float(v), 4) + 0.0 for v in np.r_[right, up])  # + 0.0: no "-0" in the XML
+        return cls(name, tuple(float(v) for v in pos), axes, float(fovy), description)
+
+    def xml_attrib(self) -> dict[str, str]:
+        return {"name": self.name, "pos": " ".join(f"{v:g}" for v in self.pos),
+                "xyaxes": " ".join(f"{v:g}" for v in self.xyaxes), "fovy": f"{self.fovy:g}"}
+
+
+# DROID-like exterior candidates, made for robot/collect.py's reach box: home (0.554, 0.0, 0.521) m +-
+# (0.12, 0.15, 0.12), i.e. the tool centre point in x 0.43-0.67, y -0.15-0.15, z 0.40-0.64 (its far-high corner
+# is out of the arm's reach with the hand pointing down), the hand up to ~0.14 m above it and ~0.11 m to either
+# side. Each looks from its azimuth / elevation at the middle of the reachable box and its field of view is the
+# smallest that keeps the hand in the frame, 6% from the edges, over the whole box (benchmarks/
+# sim_cameras.png shows them at the box's corners).
+CAMERAS: dict[str, CameraPreset] = {c.name: c for c in (
+    # The original camera (what the demo model in robot/assets was trained on): front, high, aimed at the
+    # table, so the gripper is small near the top edge of the view.
+    CameraPreset("scene_cam", (1.35, 0.0, 0.75), (0.0, 1.0, 0.0, -0.45, 0.0, 0.89), 55.0,
+                 "front, 0.8 m away, aimed at the table: the gripper small near the top edge, cut off when high"),
+    CameraPreset.look_at("front_right", (1.222, -0.574, 0.832), (0.543, -0.019, 0.517), 41.0,
+                         "front-right oblique (40 deg off the front, 20 deg up, 0.95 m): hand and both fingers, "
+                         "the arm beside it, the near table edge"),
+    CameraPreset.look_at("front_left_low", (1.31, 0.446, 0.633), (0.544, -0.008, 0.555), 41.5,
+                         "front-left at gripper height (30 deg off the front, 8 deg up, 0.9 m): the largest, "
+                         "least occluded hand; the table mostly out of view"),
+    CameraPreset.look_at("side_right", (0.823, -0.781, 0.684), (0.498, -0.019, 0.54), 41.5,
+                         "from the robot's right side (70 deg off the front, 12 deg up, 0.85 m): x and z in the "
+                         "image plane, y as depth; the hand seen edge-on"),
+    CameraPreset.look_at("high_left", (1.176, 0.446, 1.052), (0.55, 0.022, 0.537), 43.0,
+                         "higher 3/4 view from the front-left (35 deg off the front, 35 deg up, 0.95 m): hand, arm "
+                         "and the table with its objects; the wrist hides part of the hand"),
+)}
+# The camera collection (robot/collect.py, robot/generate.py), goal rendering and MPC (robot/run_mpc.py) use
+# unless told otherwise (`--sim-camera NAME`).
+DEFAULT_CAMERA = "scene_cam"
+
+
+def check_camera(name: str) -> CameraPreset:
+    """The preset called `name`, or a ValueError listing the names there are."""
+    if name not in CAMERAS:
+        raise ValueError(f"unknown simulator camera {name!r}; the scene has: {', '.join(CAMERAS)}")
+    return CAMERAS[name]
+
+
 def build_scene(sim: Any) -> None:
-    """Adds the table, objects and camera to a franky-sim MujocoSimulator before it starts."""
+    """Adds the table, objects and every camera of CAMERAS to a franky-sim MujocoSimulator before it starts."""
     for vis in sim.scene.iter("quality"):
         # Software (EGL/Mesa) rendering: shadows and multisampling cost ~6x in frame rate.
         vis.set("shadowsize", "0")
@@ -46,13 +112,28 @@ def build_scene(sim: Any) -> None:
         body = ET.SubElement(wb, "body", name=name, pos=pos)
         ET.SubElement(body, "freejoint", name=f"{name}_joint")
         ET.SubElement(body, "geom", type="box", size=size, rgba=rgba, mass="0.05", friction="1 0.01 0.001")
-    # An exterior camera, like DROID's: in front of and above the table, looking back at the arm.
-    ET.SubElement(wb, "camera", name=CAMERA, pos="1.35 0.0 0.75", xyaxes="0 1 0 -0.45 0 0.89", fovy="55")
+    for cam in CAMERAS.values():
+        ET.SubElement(wb, "camera", cam.xml_attrib())
 
 
-def serve(hostname: str, scene_xml: str, qpos_name: str | None, ready_file: str | None) -> None:
-    import franky_sim
+def new_simulator() -> Any:
+    """franky-sim's MujocoSimulator with one FR3 and our scene, not yet started: what the server runs and what
+    robot/generate.py compiles (so both see the same model)."""
     from franky_sim.mujoco_simulator import MujocoSimulator
+
+    sim = MujocoSimulator(enable_visualization=False)
+    sim.add_robot()
+    build_scene(sim)
+    return sim
+
+
+def scene_xml(sim: Any | None = None) -> str:
+    """The MJCF text of the scene (of `sim`, or of a fresh `new_simulator()`), as the server writes it."""
+    return ET.tostring((sim if sim is not None else new_simulator()).scene, encoding="unicode")
+
+
+def serve(hostname: str, scene_xml_path: str, qpos_name: str | None, ready_file: str | None) -> None:
+    import franky_sim
 
     running = True
 
@@ -62,10 +143,8 @@ def serve(hostname: str, scene_xml: str, qpos_name: str | None, ready_file: str 
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with MujocoSimulator(enable_visualization=False) as sim:
-        sim.add_robot()
-        build_scene(sim)
-        Path(scene_xml).write_text(ET.tostring(sim.scene, encoding="unicode"))
+    with new_simulator() as sim:
+        Path(scene_xml_path).write_text(scene_xml(sim))
         with franky_sim.SimulationServer(sim, hostname_candidates=[hostname]) as server:
             block = None
             if qpos_name:

@@ -11,7 +11,8 @@ from vjepa_fast.train.config import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 # import name -> distribution name, where they differ
-DIST = {"PIL": "pillow", "cv2": "opencv-python-headless", "yaml": "pyyaml", "franky_sim": "franky-sim"}
+DIST = {"PIL": "pillow", "cv2": "opencv-python-headless", "yaml": "pyyaml", "franky_sim": "franky-sim",
+        "pinocchio": "pin"}
 OWN = {"vjepa_fast", "robot", "kernels", "benchmarks"}
 
 
