@@ -61,6 +61,7 @@ class EvalConfig:
     iterations: int = 3
     horizon: int = 2
     settle_timeout: float = 30.0
+    camera: str = ""  # scene camera (robot.sim.CAMERAS); "" = robot.sim.DEFAULT_CAMERA
 
     def __post_init__(self) -> None:
         if self.goals < 1 or self.max_steps < 1:
@@ -251,7 +252,10 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
     planner_cfg = PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations,
                                 horizon=cfg.horizon, max_norm=cfg.max_step, bound="ball")
     bar = None
-    rig = Rig(out / "rig", safety, sim=True, camera_fps=15.0, gripper=False, max_log_seconds=30.0)
+    from robot.sim import DEFAULT_CAMERA
+
+    rig = Rig(out / "rig", safety, sim=True, camera_fps=15.0, gripper=False, max_log_seconds=30.0,
+              sim_camera=cfg.camera or DEFAULT_CAMERA)
     try:
         rig.start()
         home = rig.commanded_xyz()
@@ -357,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=d.topk, help="CEM elites")
     p.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations")
     p.add_argument("--horizon", type=int, default=d.horizon, help="actions per plan")
+    p.add_argument("--sim-camera", default="", metavar="NAME",
+                   help="scene camera (robot/sim.py CAMERAS; default robot.sim.DEFAULT_CAMERA): the one the models "
+                        "were trained on")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -371,7 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         methods = parse_methods(a.method)
         cfg = EvalConfig(goals=a.goals, seed=a.seed, max_steps=a.max_steps, success_m=a.success_cm / 100,
                          start_min=a.start_cm[0] / 100, start_max=a.start_cm[1] / 100, max_step=a.max_step,
-                         samples=a.samples, topk=a.topk, iterations=a.iterations, horizon=a.horizon)
+                         samples=a.samples, topk=a.topk, iterations=a.iterations, horizon=a.horizon,
+                         camera=a.sim_camera)
+        if cfg.camera:
+            from robot.sim import check_camera
+
+            check_camera(cfg.camera)
     except ValueError as exc:
         print(f"sim-eval: error: {exc}", file=sys.stderr)
         return 2
