@@ -127,13 +127,20 @@ class SeqlockArray:
     def close(self, unlink: bool = False) -> None:
         # The seqlock's buffer and the numpy view must go before the shared memory can be released.
         self._lock.release()
-        del self.data
+        self.__dict__.pop("data", None)
         self._shm.close()
         if unlink:
             try:
                 self._shm.unlink()
             except FileNotFoundError:
                 pass
+
+    def __del__(self) -> None:
+        # Not closed explicitly: let go of the buffer so that SharedMemory's own finaliser can unmap it.
+        lock = self.__dict__.get("_lock")
+        if lock is not None:
+            lock.release()
+        self.__dict__.pop("data", None)
 
 
 def command_block(name: str | None = None, create: bool = False) -> SeqlockArray:
