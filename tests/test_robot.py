@@ -171,6 +171,35 @@ def test_commanded_stream_starts_at_O_T_EE_c(tmp_path: Path) -> None:
                     check_limits(times, np.concatenate([rest + off, log[:, 3:6]]), cfg)
 
 
+def test_loop_runs_on_while_the_planner_is_stuck_mid_write(tmp_path: Path) -> None:
+    """The planner's side stops between begin_write and end_write of the command block (a preempted planner):
+    the 1 kHz loop keeps its last good command, counts the torn reads and never stalls or stops; once the write
+    ends, the next target is followed."""
+    from robot.control import ControlProcess
+    from robot.sim import SimServer
+
+    with SimServer(tmp_path / "sim") as sim:
+        control = ControlProcess(sim.hostname, SafetyConfig(), tmp_path / "c.npz")
+        try:
+            control.start()
+            here = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+            before = control.read_status()
+            control.command.begin_write()
+            control.command.data[shm.CMD_XYZ] = here + 0.5  # half-written garbage the loop must not follow
+            time.sleep(1.0)
+            during = control.read_status()
+            assert control.running, control.error()
+            stuck_cycles = during[shm.CYCLES] - before[shm.CYCLES]
+            assert stuck_cycles > 300, f"the loop ran only {stuck_cycles:.0f} cycles in 1 s of a stuck writer"
+            assert during[shm.TORN_READS] - before[shm.TORN_READS] >= stuck_cycles - 5
+            np.testing.assert_allclose(during[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3], here, atol=1e-9)
+            control.command.end_write()
+            control.send_target(here + np.array([0.02, 0.0, -0.01]), 0.0)
+            assert control.wait_settled(20)
+        finally:
+            control.close()
+
+
 def test_control_process_cpu_and_priority(tmp_path: Path) -> None:
     """--control-cpu pins the control process, --rt-priority gives it SCHED_FIFO (where this user may)."""
     from robot.control import ControlProcess
