@@ -65,8 +65,8 @@ def _cpu_load(busy: int):
             p.wait()
 
 
-@pytest.mark.parametrize(("load", "rt_priority"), [("quiet", None), ("loaded", None), ("loaded", 80)],
-                         ids=["quiet", "loaded", "loaded-sched_fifo"])
+@pytest.mark.parametrize(("load", "rt_priority"), [("quiet", None), ("quiet", 80), ("loaded", None), ("loaded", 80)],
+                         ids=["quiet", "quiet-sched_fifo", "loaded", "loaded-sched_fifo"])
 def test_control_loop_1khz(benchmark, tmp_path: Path, load: str, rt_priority: int | None) -> None:
     """10 s of the loop while the planner side sends a new target every 0.25 s (the command block is written
     while the loop reads it); the timed function is one whole session. loaded: one busy process per core;
