@@ -40,10 +40,6 @@ LOG_COLUMNS = ("robot_time", "wall_time", "period", "cmd_x", "cmd_y", "cmd_z", "
                "holding", "torn_reads", "work")  # work: s from the state's arrival to the command sent
 
 
-def _seconds(d: Any) -> float:
-    return d.to_sec() if hasattr(d, "to_sec") else float(d)
-
-
 def set_realtime(rt_priority: int | None, control_cpu: int | None) -> None:
     """Pins this process to `control_cpu` and/or gives it SCHED_FIFO `rt_priority` (1-99); RuntimeError saying
     what to change when the system refuses (SCHED_FIFO needs an rtprio limit, e.g. /etc/security/limits.conf)."""
@@ -132,7 +128,7 @@ def control_main(ip: str, command_name: str, status_name: str, safety: dict[str,
         ctrl = robot.start_cartesian_pose_control(pf.ControllerMode.CartesianImpedance)
         state, period = ctrl.readOnce()
         # libfranka's generate_cartesian_pose_motion.cpp: initial_pose = robot_state.O_T_EE_c on the first cycle.
-        # O_T_EE (measured, read before control started) differs from it by the tracking error: a jump.
+        # Starting from O_T_EE (measured) instead would be a jump by the tracking error (~10 um in franky-sim).
         pose_values = list(state.O_T_EE_c)
         start_pose[:] = pose_values
         start_measured[:] = state.O_T_EE
