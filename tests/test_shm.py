@@ -162,9 +162,10 @@ def test_stopped_writer_does_not_block_the_reader() -> None:
             ok = block.try_read_into(out)
             times[i] = time.perf_counter() - t0
             assert not ok
-        median_us, max_us = 1e6 * np.median(times), 1e6 * times.max()
-        print(f"\ntry_read_into against a stopped writer: median {median_us:.2f} us, max {max_us:.1f} us "
-              f"({len(times)} calls)")
+        median_us, p99_us, max_us = 1e6 * np.median(times), 1e6 * np.percentile(times, 99), 1e6 * times.max()
+        # The max is the scheduler's (a preempted reader on a shared machine), not a wait in the call.
+        print(f"\ntry_read_into against a stopped writer: median {median_us:.2f} us, p99 {p99_us:.2f} us, max "
+              f"{max_us:.1f} us ({len(times)} calls)")
         assert median_us < 20, f"try_read_into took {median_us:.1f} us (median) against a stopped writer"
         t0 = time.monotonic()
         with pytest.raises(TimeoutError, match="stopped mid-write"):
