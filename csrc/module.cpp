@@ -1,10 +1,15 @@
 // The pybind11 module vjepa_fast._C. Importing it runs the static TORCH_LIBRARY registrations of every op;
-// the module itself reports how it was built and selects the CPU code path of the EMA op.
+// the module itself reports how it was built, selects the CPU code path of the EMA op, and holds the
+// shared-memory seqlock of the robot processes (Seqlock, robot/shm.py).
 #include <Python.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include "ema/ema.h"
+
+namespace vjepa_fast {
+void bind_seqlock(pybind11::module_& m);  // csrc/seqlock/seqlock.cpp
+}
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "vjepa_fast compiled ops (registered under torch.ops.vjepa_fast)";
@@ -17,4 +22,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("ema_cpu_isas", &vjepa_fast::ema_cpu_isas, "the CPU code paths of ema_update_ this CPU can run");
   m.def("set_ema_cpu_isa", &vjepa_fast::set_ema_cpu_isa, pybind11::arg("isa"),
         "run ema_update_ on the given CPU code path (ValueError if this CPU cannot)");
+  vjepa_fast::bind_seqlock(m);
 }

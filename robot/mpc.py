@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from robot import shm
-from robot.safety import SafetyConfig, safe_target
+from robot.safety import SafetyConfig, check_planner_bound, safe_target
 
 _LOG = logging.getLogger(__name__)
 
@@ -69,7 +69,11 @@ def state_from_pose(pose_col_major: np.ndarray, gripper: float) -> torch.Tensor:
 
 class MPCRunner:
     """Runs closed-loop latent MPC with a planner (`plan(z_obs, state, z_goal, init_mean=...)`), a world model
-    (`encode_image_files`), a `ControlProcess`, a `CameraProcess` and optionally a gripper."""
+    (`encode_image_files`), a `ControlProcess`, a `CameraProcess` and optionally a `GripperProcess` (its
+    commands never wait for the move).
+
+    A planner with a `config` (max_norm, bound) must search inside the safety layer's step bound
+    (`check_planner_bound`): what it scores is then what the arm executes, up to the workspace clamp."""
 
     def __init__(self, world_model: Any, planner: Any, control: Any, camera: Any, safety: SafetyConfig,
                  goal_frames: list[np.ndarray], log_dir: str | Path, *, gripper: Any = None,
@@ -77,6 +81,9 @@ class MPCRunner:
                  subgoal_threshold: float | None = None, fps: float = 4.0) -> None:
         if not goal_frames:
             raise ValueError("at least one goal image is needed")
+        cfg = getattr(planner, "config", None)
+        if cfg is not None and hasattr(cfg, "max_norm") and hasattr(cfg, "bound"):
+            check_planner_bound(cfg.max_norm, cfg.bound, safety)
         self.wm, self.planner, self.control, self.camera = world_model, planner, control, camera
         self.safety, self.gripper = safety, gripper
         self.goal_frames = goal_frames
@@ -141,9 +148,12 @@ class MPCRunner:
                 self.control.send_target(target, grip_cmd)
                 latency = time.perf_counter() - t_frame
                 if self.gripper is not None and abs(grip_cmd - grip) > 0.1:
-                    self.gripper.move((1.0 - grip_cmd) * self.safety.gripper_width_open, 0.05)
+                    self.gripper.command((1.0 - grip_cmd) * self.safety.gripper_width_open)  # returns at once
                 robot_time = float(status[shm.ROBOT_TIME])
                 executed = np.r_[target - commanded_xyz, 0.0, 0.0, 0.0, grip_cmd - grip]
+                if not np.allclose(executed[:3], first[:3], rtol=0.0, atol=1e-9):
+                    _LOG.warning("step %d: executed %s instead of the planned %s (workspace clamp or step bound)",
+                                 step, np.round(executed[:3], 5).tolist(), np.round(first[:3], 5).tolist())
                 writer.append(frame, state.numpy(), executed, timestamp=robot_time)
                 rec = StepRecord(
                     step=step, robot_time=robot_time, wall_time=time.time(), plan_seconds=plan_s,

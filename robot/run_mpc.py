@@ -15,8 +15,14 @@ Real rig (the control PC):
   2. A camera looking at the workspace like DROID's exterior camera: --camera opencv --camera-device 0, or
      --camera realsense. Frames are centre-cropped to a square and resized to 256 px.
   3. python robot/run_mpc.py --robot-ip 172.16.0.2 --camera realsense --goal goal.png \\
-         --encoder vitg.safetensors --predictor vjepa2-ac-vitg.pt --max-steps 20 --log-dir runs/real
-Safety: targets are clamped to --workspace-min/--workspace-max, one action moves at most --max-step m, the
+         --encoder vitg.safetensors --predictor vjepa2-ac-vitg.pt --max-steps 20 --log-dir runs/real \\
+         --rt-priority 80 --control-cpu 3
+     --robot-ip refuses to start without a world-model checkpoint (--predictor): random weights only in --sim.
+     --rt-priority gives the 1 kHz control process SCHED_FIFO at that priority, --control-cpu pins it to one
+     CPU (ideally one isolated with isolcpus=, away from the planner's threads).
+Safety: targets are clamped to --workspace-min/--workspace-max, one action moves at most --max-step m (L2
+ball by default; the planner searches the same --bound, so the arm executes the action that was scored), the
+arm's collision thresholds are libfranka's example defaults (--torque-thresholds, --force-thresholds), the
 1 kHz loop limits Cartesian velocity/acceleration/jerk (well inside the FR3's limits), a plan with NaN/inf
 is refused, and without a new plan for --planner-timeout s the arm brakes and holds. Ctrl-C or any error
 brakes the arm to a stop and finishes the motion cleanly. Logs: DIR/episode (our episode format, readable
@@ -134,7 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="roll out the first N CEM iterations in bf16 where the CPU/GPU does bf16 natively (useful "
                         "with --dtype float32)")
     c.add_argument("--momentum", type=float, default=0.15, help="momentum of mean/std updates")
-    c.add_argument("--bound", default="box", choices=["box", "ball"], help="per-axis box or L2 ball of --max-step")
+    c.add_argument("--bound", default="ball", choices=["ball", "box"],
+                   help="step bound of the planner AND the safety layer: L2 ball (default) or per-axis box of "
+                        "--max-step (a box step reaches sqrt(3) x --max-step)")
     c.add_argument("--plan-gripper", action="store_true", help="plan the gripper too (default: hold it)")
     c.add_argument("--seed", type=int, default=0)
     s = p.add_argument_group("safety and timing")
@@ -147,6 +155,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--planner-timeout", type=float, default=120.0, help="s without a plan before the arm holds")
     s.add_argument("--settle-timeout", type=float, default=30.0, help="s to reach each target")
     s.add_argument("--error-recovery", action="store_true", help="run automatic_error_recovery() after a reflex")
+    s.add_argument("--torque-thresholds", nargs=7, type=float, metavar="NM", default=None,
+                   help="collision thresholds of joints 1-7, Nm (lower = upper; default: libfranka's example "
+                        "20 20 18 18 16 14 12)")
+    s.add_argument("--force-thresholds", nargs=6, type=float, metavar="N", default=None,
+                   help="Cartesian collision thresholds x y z (N), rx ry rz (Nm) (lower = upper; default: "
+                        "libfranka's example 20 20 20 25 25 25)")
+    s.add_argument("--rt-priority", type=int, default=None, metavar="1-99",
+                   help="SCHED_FIFO priority of the 1 kHz control process (needs real-time rights: ulimit -r)")
+    s.add_argument("--control-cpu", type=int, default=None, metavar="CPU",
+                   help="pin the 1 kHz control process to this CPU (sched_setaffinity)")
     r = p.add_argument_group("run")
     r.add_argument("--max-steps", type=int, default=10, help="MPC steps (plans executed)")
     r.add_argument("--log-dir", default="runs/mpc", help="where the episode, logs and plots go")
@@ -173,7 +191,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_camera(args.sim_camera)
     except ValueError as exc:
         p.error(f"--sim-camera: {exc}")
+    if args.rt_priority is not None and not 1 <= args.rt_priority <= 99:
+        p.error(f"--rt-priority must be a SCHED_FIFO priority in 1-99, got {args.rt_priority}")
+    if args.robot_ip and not args.predictor:
+        p.error("--robot-ip needs a world-model checkpoint: pass --predictor (e.g. vjepa2-ac-vitg.pt); a random or "
+                "demo world model is only used with --sim")
+    if args.robot_ip and args.random_model is not None:
+        p.error("--random-model is only allowed with --sim (a random world model must never drive a real arm)")
     return args
+
+
+def _collision_thresholds(args: argparse.Namespace) -> dict[str, tuple[float, ...]]:
+    """SafetyConfig fields for the thresholds given on the command line (the defaults stay SafetyConfig's)."""
+    out = {}
+    for kind, values in (("torque", args.torque_thresholds), ("force", args.force_thresholds)):
+        if values is not None:
+            out[f"lower_{kind}_thresholds"] = out[f"upper_{kind}_thresholds"] = tuple(values)
+    return out
 
 
 def _render_goal(control, camera, offset: np.ndarray, settle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -211,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         safety = SafetyConfig(workspace_min=tuple(args.workspace_min), workspace_max=tuple(args.workspace_max),
                               max_step=args.max_step, max_velocity=args.max_velocity,
                               max_acceleration=args.max_acceleration, max_jerk=args.max_jerk,
-                              planner_timeout=args.planner_timeout)
+                              planner_timeout=args.planner_timeout, bound=args.bound,
+                              **_collision_thresholds(args))
         planner_cfg = PlannerConfig(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
                                     horizon=args.horizon, momentum_pos=args.momentum, momentum_grip=args.momentum,
                                     max_norm=args.max_step, bound=args.bound,
@@ -229,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rig = Rig(log_dir, safety, sim=args.sim, robot_ip=args.robot_ip, camera=args.camera,
                   camera_fps=args.camera_fps, camera_device=args.camera_device, gripper=not args.no_gripper,
-                  error_recovery=args.error_recovery, sim_camera=args.sim_camera).start()
+                  error_recovery=args.error_recovery, sim_camera=args.sim_camera, rt_priority=args.rt_priority,
+                  control_cpu=args.control_cpu).start()
         control, camera, gripper = rig.control, rig.camera, rig.gripper
         goal_xyz = None
         if args.goal_offset is not None:

@@ -10,6 +10,7 @@ the 1 kHz physics.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -156,8 +157,13 @@ def serve(hostname: str, scene_xml_path: str, qpos_name: str | None, ready_file:
                     block.end_write()
 
                 sim.register_post_step_callback(publish)
-            if ready_file:
-                Path(ready_file).write_text(f"{sim.model.nq}\n")
+            # The imports (torch, through the seqlock extension) leave ~180k objects: a full collection
+            # scanning them takes ~85 ms, a stall of the simulated arm. Frozen, collections never scan them.
+            gc.freeze()
+            if ready_file:  # renamed into place: the parent polls for the file and must never read it empty
+                tmp = Path(ready_file + ".tmp")
+                tmp.write_text(f"{sim.model.nq}\n")
+                tmp.replace(ready_file)
             server.running = True
             while running:
                 server.run_once(realtime=True)

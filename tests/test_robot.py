@@ -1,13 +1,16 @@
 """The robot side against franky-sim (the libfranka protocol on loopback, MuJoCo physics): the safety layer,
-the shared memory, the full closed loop through `robot/run_mpc.py`, and the five faults (simulator killed,
-planner raises, NaN plan, camera stops, goal file that is not an image), each ending in a safe stop with a
-clear message and an intact episode log."""
+the shared memory, the 1 kHz loop's start (continuous with O_T_EE_c) and options, the gripper process, the
+full closed loop through `robot/run_mpc.py` (executed == planned), the refusal of --robot-ip without a
+checkpoint, and the five faults (simulator killed, planner raises, NaN plan, camera stops, goal file that is
+not an image), each ending in a safe stop with a clear message and an intact episode log."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,14 @@ pytest.importorskip("pylibfranka")
 pytest.importorskip("franky_sim")
 
 from robot import shm  # noqa: E402
-from robot.safety import SafetyConfig, SafetyViolation, check_limits, safe_target  # noqa: E402
+from robot.safety import (  # noqa: E402
+    LIBFRANKA_EXAMPLE_TORQUE_THRESHOLDS,
+    SafetyConfig,
+    SafetyViolation,
+    check_limits,
+    check_planner_bound,
+    safe_target,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +47,36 @@ def test_safe_target_rules() -> None:
             safe_target(here, bad, cfg)
     with pytest.raises(SafetyViolation, match="7 values"):
         safe_target(here, np.zeros(3), cfg)
+    box = SafetyConfig(max_step=0.05, bound="box")
+    target, _ = safe_target(here, np.r_[0.3, -0.04, 0.0, 0, 0, 0, 0], box)
+    np.testing.assert_allclose(target - here, [0.05, -0.04, 0.0])  # clipped per axis
+
+
+def test_executed_step_is_the_planned_step() -> None:
+    """In-bounds plans (inside or on the planner's ball, float32 as the planner returns them) pass the safety
+    layer unchanged; a box planner in front of the ball safety layer is refused (its corners get rescaled)."""
+    from vjepa_fast.ops import cem_sample
+
+    cfg = SafetyConfig(max_step=0.05)  # bound="ball", the default
+    here = np.array([0.5, 0.0, 0.4])
+    mean = torch.zeros(1, 1, 3)
+    std = torch.full((1, 1, 3), 0.2)  # wide: most samples land on the sphere after the projection
+    plans = cem_sample(mean, std, -torch.full((3,), 0.05), torch.full((3,), 0.05), 2000, seed=3,
+                       ball_radius=0.05, ball_dims=3)[0, :, 0].numpy()  # float32 [2000, 3]
+    on_sphere = np.isclose(np.linalg.norm(plans.astype(np.float64), axis=1), 0.05, rtol=1e-5)
+    assert on_sphere.sum() > 500
+    for step in plans:
+        target, _ = safe_target(here, np.r_[step, 0, 0, 0, 0], cfg)
+        np.testing.assert_allclose(target - here, step, rtol=0, atol=1e-12)
+    # The old combination: a +-max_step box scored, an L2 ball executed.
+    corner = np.full(3, 0.05)
+    target, _ = safe_target(here, np.r_[corner, 0, 0, 0, 0], cfg)
+    assert np.linalg.norm(target - here - corner) > 0.03
+    with pytest.raises(ValueError, match="rescaled after scoring"):
+        check_planner_bound(0.05, "box", cfg)
+    check_planner_bound(0.05, "ball", cfg)
+    check_planner_bound(0.05 / np.sqrt(3), "box", cfg)
+    check_planner_bound(0.05, "box", SafetyConfig(max_step=0.05, bound="box"))
 
 
 def test_safety_config_is_checked_against_fr3_limits() -> None:
@@ -44,6 +84,13 @@ def test_safety_config_is_checked_against_fr3_limits() -> None:
         SafetyConfig(max_velocity=2.0)
     with pytest.raises(ValueError, match="workspace_min"):
         SafetyConfig(workspace_min=(0.5, 0, 0), workspace_max=(0.4, 1, 1))
+    with pytest.raises(ValueError, match="torque thresholds"):
+        SafetyConfig(lower_torque_thresholds=(30.0,) * 7)  # lower above the default upper
+    with pytest.raises(ValueError, match="6 values"):
+        SafetyConfig(lower_force_thresholds=(20.0,) * 7)
+    # libfranka's Cartesian pose example: lower on the wrist than on the shoulder.
+    assert SafetyConfig().upper_torque_thresholds == (20.0, 20.0, 18.0, 18.0, 16.0, 14.0, 12.0)
+    assert SafetyConfig().upper_force_thresholds == (20.0, 20.0, 20.0, 25.0, 25.0, 25.0)
 
 
 def test_check_limits_catches_a_jump() -> None:
@@ -68,6 +115,142 @@ def test_seqlock_block_roundtrip() -> None:
     finally:
         b.close()
         a.close(unlink=True)
+
+
+# ------------------------------------------------------------------------------------------ 1 kHz loop
+def _session(sim, tmp_path: Path, name: str, offset: np.ndarray) -> tuple[np.lib.npyio.NpzFile, list]:
+    """One control session on `sim`: start, one target at `offset`, settle, stop. Returns (control log npz,
+    commanded poses [16] read from the status block while it ran)."""
+    from robot.control import ControlProcess
+
+    control = ControlProcess(sim.hostname, SafetyConfig(), tmp_path / f"{name}.npz")
+    seen = []
+    try:
+        control.start()
+        seen.append(control.read_status()[shm.COMMANDED_T].copy())
+        here = seen[0].reshape(4, 4, order="F")[:3, 3]
+        control.send_target(here + offset, 0.0)
+        deadline = time.monotonic() + 20
+        while not control.wait_settled(0.05) and time.monotonic() < deadline:
+            seen.append(control.read_status()[shm.COMMANDED_T].copy())
+    finally:
+        control.close()
+    return np.load(tmp_path / f"{name}.npz"), seen
+
+
+def test_commanded_stream_starts_at_O_T_EE_c(tmp_path: Path) -> None:
+    """Two sessions on one simulator (the second from wherever the first left the arm): each command stream
+    starts at O_T_EE_c of its first control-loop state, with velocity, acceleration and jerk within the limits
+    from the first cycle on (the arm at rest before it), the orientation held exactly."""
+    from robot.sim import SimServer
+
+    cfg = SafetyConfig()
+    with SimServer(tmp_path / "sim") as sim:
+        first, seen1 = _session(sim, tmp_path, "first", np.array([0.03, -0.02, -0.03]))
+        second, seen2 = _session(sim, tmp_path, "second", np.array([-0.02, 0.03, 0.02]))
+    for ctl, seen in ((first, seen1), (second, seen2)):
+        start = ctl["start_pose"]  # O_T_EE_c of the first state inside control
+        assert np.all(np.isfinite(start))
+        np.testing.assert_allclose(seen[0], start, rtol=0, atol=1e-12)  # what the planner sees at RUNNING
+        for pose in seen:
+            np.testing.assert_array_equal(pose.reshape(4, 4, order="F")[:3, :3],
+                                          start.reshape(4, 4, order="F")[:3, :3])
+        log = ctl["log"]
+        rest = np.repeat(start[None, 12:15], 3, axis=0)  # at rest on O_T_EE_c before the first command
+        xyz = np.concatenate([rest, log[:, 3:6]])
+        times = np.arange(len(xyz)) * 1e-3
+        peaks = check_limits(times, xyz, cfg)
+        assert peaks["velocity"] > 0.01
+        assert np.linalg.norm(log[0, 3:6] - start[12:15]) < cfg.max_jerk * 1e-9  # j dt^3 / 6 per axis, at most
+        assert ctl["gc_collections"] == 0
+        # A stream that starts from the measured pose instead (the simulator's differs from O_T_EE_c by ~10 um
+        # in the first state), or 1 mm away, fails the same check: the check can see a start discontinuity.
+        for off in [1e-3, ctl["start_measured"][12:15] - start[12:15]]:
+            if np.linalg.norm(off) > 1e-7:
+                with pytest.raises(SafetyViolation):
+                    check_limits(times, np.concatenate([rest + off, log[:, 3:6]]), cfg)
+
+
+def test_loop_runs_on_while_the_planner_is_stuck_mid_write(tmp_path: Path) -> None:
+    """The planner's side stops between begin_write and end_write of the command block (a preempted planner):
+    the 1 kHz loop keeps its last good command, counts the torn reads and never stalls or stops; once the write
+    ends, the next target is followed."""
+    from robot.control import ControlProcess
+    from robot.sim import SimServer
+
+    with SimServer(tmp_path / "sim") as sim:
+        control = ControlProcess(sim.hostname, SafetyConfig(), tmp_path / "c.npz")
+        try:
+            control.start()
+            here = control.read_status()[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3].copy()
+            before = control.read_status()
+            control.command.begin_write()
+            control.command.data[shm.CMD_XYZ] = here + 0.5  # half-written garbage the loop must not follow
+            time.sleep(1.0)
+            during = control.read_status()
+            assert control.running, control.error()
+            stuck_cycles = during[shm.CYCLES] - before[shm.CYCLES]
+            assert stuck_cycles > 300, f"the loop ran only {stuck_cycles:.0f} cycles in 1 s of a stuck writer"
+            assert during[shm.TORN_READS] - before[shm.TORN_READS] >= stuck_cycles - 5
+            np.testing.assert_allclose(during[shm.COMMANDED_T].reshape(4, 4, order="F")[:3, 3], here, atol=1e-9)
+            control.command.end_write()
+            control.send_target(here + np.array([0.02, 0.0, -0.01]), 0.0)
+            assert control.wait_settled(20)
+        finally:
+            control.close()
+
+
+def test_control_process_cpu_and_priority(tmp_path: Path) -> None:
+    """--control-cpu pins the control process, --rt-priority gives it SCHED_FIFO (where this user may)."""
+    from robot.control import ControlProcess
+    from robot.sim import SimServer
+
+    with pytest.raises(ValueError, match="rt_priority"):
+        ControlProcess("127.0.0.1", SafetyConfig(), tmp_path / "x.npz", rt_priority=0)
+    with pytest.raises(ValueError, match="control_cpu"):
+        ControlProcess("127.0.0.1", SafetyConfig(), tmp_path / "x.npz", control_cpu=4096)
+    cpu = min(os.sched_getaffinity(0))
+    may_fifo = os.getuid() == 0 or _rtprio_limit() >= 10
+    kwargs = {"control_cpu": cpu, **({"rt_priority": 10} if may_fifo else {})}
+    with SimServer(tmp_path / "sim") as sim:
+        control = ControlProcess(sim.hostname, SafetyConfig(), tmp_path / "c.npz", **kwargs)
+        try:
+            control.start()
+            assert os.sched_getaffinity(control.proc.pid) == {cpu}
+            if may_fifo:
+                assert os.sched_getscheduler(control.proc.pid) == os.SCHED_FIFO
+            control.stop()
+            assert control.read_status()[shm.STATUS] == shm.FINISHED
+        finally:
+            control.close()
+
+
+def _rtprio_limit() -> int:
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_RTPRIO)[0]
+
+
+def test_gripper_commands_do_not_wait(tmp_path: Path) -> None:
+    """The gripper runs in its own process: a command returns in milliseconds while the move (~1 s) runs."""
+    from robot.gripper import GripperProcess
+    from robot.sim import SimServer
+
+    with SimServer(tmp_path / "sim") as sim:
+        gripper = GripperProcess(sim.hostname)
+        try:
+            gripper.start()
+            before = gripper.read_once().width
+            target = 0.02 if before > 0.04 else 0.07
+            t0 = time.perf_counter()
+            seq = gripper.command(target)
+            gripper.read_once()
+            returned = time.perf_counter() - t0
+            assert returned < 0.05, f"the gripper command took {returned:.3f} s"
+            assert gripper.wait_done(seq, timeout=20)
+            assert abs(gripper.read_once().width - target) < 0.005
+        finally:
+            gripper.close()
 
 
 # ------------------------------------------------------------------------------------------ full loop
@@ -118,6 +301,22 @@ def test_goal_that_is_not_an_image(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "sim").exists()  # refused before anything started
 
 
+def test_robot_ip_refuses_without_a_checkpoint(tmp_path: Path) -> None:
+    goal = tmp_path / "goal.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(goal)
+    # 127.0.0.250: nothing listens there; the refusal must come before any connection is tried.
+    proc = _run_mpc(["--robot-ip", "127.0.0.250", "--goal", str(goal), "--log-dir", str(tmp_path / "run")],
+                    timeout=120)
+    assert proc.returncode == 2
+    assert "--robot-ip needs a world-model checkpoint" in proc.stderr and "--predictor" in proc.stderr
+    proc = _run_mpc(["--robot-ip", "127.0.0.250", "--goal", str(goal), "--predictor", "x.pt", "--random-model",
+                     "tiny"], timeout=120)
+    assert proc.returncode == 2 and "--random-model is only allowed with --sim" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
 # --------------------------------------------------------------------------------------------- faults
 class FaultyPlanner:
     """Wraps the real planner and injects one fault at step `at`."""
@@ -151,11 +350,38 @@ def rig(tmp_path: Path):
 
     torch.manual_seed(0)
     wm = WorldModel(VideoEncoder(EncoderConfig.tiny()).eval(), ActionConditionedPredictor(ACPredictorConfig.tiny()))
-    planner = CEMPlanner(wm, PlannerConfig(num_samples=16, topk=4, iterations=2, horizon=1, max_norm=0.03))
+    planner = CEMPlanner(wm, PlannerConfig(num_samples=16, topk=4, iterations=2, horizon=1, max_norm=0.03,
+                                           bound="ball"))
     safety = SafetyConfig(max_step=0.03)
     with Rig(tmp_path, safety, sim=True, camera_timeout=1.5, gripper=False) as rig:
         yield {"wm": wm, "planner": planner, "sim": rig.sim, "camera": rig.camera, "control": rig.control,
                "safety": safety, "log": tmp_path / "run"}
+
+
+def test_executed_equals_planned_on_the_simulator(rig) -> None:
+    """On the arm the planner searches the safety layer's ball: each executed delta (target - commanded) is the
+    planned first action, and the 1 kHz loop reaches it."""
+    from robot.mpc import MPCRunner
+
+    goal = rig["camera"].latest()[0]
+    runner = MPCRunner(rig["wm"], rig["planner"], rig["control"], rig["camera"], rig["safety"], [goal], rig["log"],
+                       settle_timeout=20)
+    summary = runner.run(max_steps=3)
+    assert summary.ok, summary.reason
+    lines = [json.loads(x) for x in (rig["log"] / "mpc_log.jsonl").read_text().splitlines()][:-1]
+    assert len(lines) == 3
+    for rec in lines:
+        planned = np.array(rec["action"][:3])
+        executed = np.subtract(rec["target"], rec["commanded"])
+        np.testing.assert_allclose(executed, planned, rtol=0, atol=1e-9)
+    nexts = [np.array(r["commanded"]) for r in lines[1:]]
+    for rec, reached in zip(lines, nexts):
+        np.testing.assert_allclose(reached, rec["target"], atol=1e-3)  # settled on it before the next plan
+    from vjepa_fast.planning import CEMPlanner
+
+    box = CEMPlanner(rig["wm"], rig["planner"].config.replace(bound="box"))
+    with pytest.raises(ValueError, match="rescaled after scoring"):
+        MPCRunner(rig["wm"], box, rig["control"], rig["camera"], rig["safety"], [goal], rig["log"])
 
 
 @pytest.mark.parametrize(("fault", "message", "steps_done"), [
