@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         start = summary.records[0].ee_distance_to_goal
         end = summary.final_ee_distance_to_goal
         end = summary.records[-1].ee_distance_to_goal if end is None else end
-        print(f"run_mpc: end-effector distance to the goal pose: {start:.3f} m -> {end:.3f} m")
+        verdict = ("REACHED (within 3 cm, sim-eval's success radius)" if end <= 0.03 else
+                   "NOT reached (more than 3 cm away)")
+        print(f"run_mpc: end-effector distance to the goal pose: {start:.3f} m -> {end:.3f} m: goal {verdict}")
     return 0 if summary.ok else 1
 
 

@@ -90,7 +90,7 @@ CAMERAS: dict[str, CameraPreset] = {c.name: c for c in (
 )}
 # The camera collection (robot/collect.py, robot/generate.py), goal rendering and MPC (robot/run_mpc.py) use
 # unless told otherwise (`--sim-camera NAME`).
-DEFAULT_CAMERA = "scene_cam"
+DEFAULT_CAMERA = "front_right"
 
 
 def check_camera(name: str) -> CameraPreset:

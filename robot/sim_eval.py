@@ -200,6 +200,8 @@ def write_report(trials: list[Trial], methods: list[str], cfg: EvalConfig, out: 
     ax0.axhline(100 * cfg.success_m, color="green", ls="--", lw=1, label="success")
     ax0.axhline(100 * np.mean([t.start_distance for t in trials]), color="gray", ls=":", lw=1, label="mean start")
     ax0.set_ylabel("final end-effector distance to goal (cm)")
+    ax0.tick_params(axis="x", labelrotation=20)
+    ax1.tick_params(axis="x", labelrotation=20)
     ax0.legend(fontsize=8)
     ax1.bar([r["method"] for r in rows], [100 * r["success_rate"] for r in rows], color="tab:blue")
     ax1.set_ylabel(f"success rate (%), <= {100 * cfg.success_m:.0f} cm")

@@ -92,3 +92,22 @@ def test_oracle_reaches_a_goal_on_the_simulator(tmp_path):
     assert len(lines) == 2
     assert len(evaluate(methods, cfg, tmp_path, progress=False)) == 2  # resumed: nothing re-run
     assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_shipped_model_gets_closer_on_unseen_goals(tmp_path):
+    """The short version of `vjepa-fast sim-eval` with the shipped model (robot/assets, trained on
+    robot.sim.DEFAULT_CAMERA): 3 unseen goals, 5 MPC steps each, the default planner. On the 6-goal run of
+    benchmarks/SIM_RECIPE.md it ended at a median of 2.5 cm from starts 6-10 cm away; here the median trial
+    must end closer than the median start, and at least 2 of the 3 trials closer than they started. (Not the
+    mean: one of these 3 goals is a known failure, 8 -> 24 cm, the arm walking steadily away; SIM_RECIPE.md.)"""
+    from robot.sim_eval import evaluate
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    cfg = EvalConfig(goals=3, max_steps=5, seed=2000)
+    trials = evaluate({"ours": "robot/assets/sim_demo_world_model.safetensors"}, cfg, tmp_path, progress=False)
+    assert all(t.ok for t in trials), [t.reason for t in trials]
+    start = np.array([t.start_distance for t in trials])
+    final = np.array([t.final_distance for t in trials])
+    assert np.median(final) < np.median(start), (start, final)
+    assert int((final < start).sum()) >= 2, (start, final)
