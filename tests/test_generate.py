@@ -19,6 +19,7 @@ pytest.importorskip("mujoco")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from robot import shm  # noqa: E402
+from robot.sim import DEFAULT_CAMERA  # noqa: E402
 from robot.generate import REST_TOL, GenerateConfig, SimScene, generate, main, pose_state  # noqa: E402
 
 # Measured (2026-12-02, Mesa llvmpipe): 0 for the same full qpos, as it should be for one code path. The bound
@@ -145,7 +146,7 @@ def test_tiny_generation_run_is_readable_and_resumable(tmp_path: Path) -> None:
     first = {}
     for path in paths:
         meta = json.loads((path / "meta.json").read_text())
-        assert meta["complete"] and meta["camera"] == "sim:scene_cam" and meta["fps"] == 4.0
+        assert meta["complete"] and meta["camera"] == f"sim:{DEFAULT_CAMERA}" and meta["fps"] == 4.0
         assert meta["extra"]["generator"]["path"] == "step"
         ep = read_episode(path)
         assert ep.states.shape == (4, 7) and ep.frames([0, 3]).shape == (2, 256, 256, 3)
