@@ -8,3 +8,10 @@ Processes (pylibfranka holds the GIL while it blocks, so each loop lives in its 
 They exchange state through shared memory (`robot.shm`). robot/ drives the planner; it never imports
 training code.
 """
+
+import os as _os
+
+# MuJoCo picks its GL backend when it is first imported (by franky-sim or by our renderers): headless EGL
+# (Mesa on a CPU) unless the user chose one. Without it, an import on a machine without a display aborts the
+# process when the first renderer is made.
+_os.environ.setdefault("MUJOCO_GL", "egl")

@@ -14,6 +14,8 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Before anything imports mujoco (franky-sim, the renderers): headless EGL, or a renderer aborts the process.
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 
