@@ -162,6 +162,11 @@ def record_episode(path: Path, control, camera, gripper, safety, cfg: CollectCon
     except BaseException:
         writer.close()
         raise
+    return publish_episode(tmp, path)
+
+
+def publish_episode(tmp: Path, path: Path) -> Path:
+    """Renames a complete episode from its partial folder into place (replacing a torn or older one)."""
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)

@@ -52,7 +52,7 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 
 import numpy as np
 
-from robot.collect import collection_box, collection_safety, episode_dir
+from robot.collect import collection_box, collection_safety, episode_dir, publish_episode
 from robot.sim import CAMERAS, DEFAULT_CAMERA, check_camera
 
 _LOG = logging.getLogger("generate")
@@ -398,10 +398,7 @@ def generate_episode(scene: SimScene, cfg: GenerateConfig, index: int, path: Pat
     except BaseException:
         writer.close()
         raise
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
+    return publish_episode(tmp, path)
 
 
 _WORKER: dict[str, Any] = {}
