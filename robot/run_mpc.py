@@ -107,7 +107,7 @@ def build_world_model(args: argparse.Namespace):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from robot.sim import CAMERAS, DEFAULT_CAMERA, check_camera
+    from robot.sim import CAMERAS, DEFAULT_CAMERA, resolve_sim_camera
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group(required=True)
@@ -172,7 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="default: sim with --sim, opencv otherwise")
     r.add_argument("--sim-camera", default=None, metavar="NAME",
                    help=f"(--sim) which of the scene's cameras the sim camera renders ({', '.join(CAMERAS)}; default "
-                        f"{DEFAULT_CAMERA}, robot/sim.py DEFAULT_CAMERA); the goal image is rendered through it too")
+                        f"the one the model file records it was trained on, else {DEFAULT_CAMERA}); the goal image is "
+                        "rendered through it too")
     r.add_argument("--camera-device", default=0, help="OpenCV device index or path")
     r.add_argument("--camera-fps", type=float, default=10.0)
     r.add_argument("--no-gripper", action="store_true", help="do not connect to the gripper")
@@ -186,9 +187,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.sim_camera is not None and (not args.sim or args.camera not in (None, "sim")):
         p.error("--sim-camera needs --sim and the sim camera")
-    args.sim_camera = args.sim_camera or DEFAULT_CAMERA
+    model_file = args.predictor or (str(SIM_DEMO_MODEL) if args.sim and not args.encoder
+                                    and args.random_model is None else None)
     try:
-        check_camera(args.sim_camera)
+        args.sim_camera = resolve_sim_camera(args.sim_camera, model_file)
     except ValueError as exc:
         p.error(f"--sim-camera: {exc}")
     if args.rt_priority is not None and not 1 <= args.rt_priority <= 99:

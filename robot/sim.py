@@ -100,6 +100,30 @@ def check_camera(name: str) -> CameraPreset:
     return CAMERAS[name]
 
 
+def model_camera(model_file: str | os.PathLike | None) -> str | None:
+    """The sim camera a world-model file records it was trained on (`save_safetensors(info={"camera": ...})`,
+    as vjepa_fast.train.sim_demo exports), or None (no file, another format, or not recorded)."""
+    if not model_file or not str(model_file).endswith(".safetensors") or not os.path.isfile(model_file):
+        return None
+    from vjepa_fast.checkpoints import safetensors_info
+
+    cam = safetensors_info(model_file).get("camera")
+    return str(cam) if cam else None
+
+
+def resolve_sim_camera(given: str | None, model_file: str | os.PathLike | None) -> str:
+    """The sim camera to use: the one given, else the model file's, else DEFAULT_CAMERA. A given camera that
+    differs from the model's is used, with a warning (the model sees a view it was not trained on)."""
+    recorded = model_camera(model_file)
+    if given:
+        check_camera(given)
+        if recorded and recorded != given:
+            _LOG.warning("--sim-camera %s differs from the camera %s that %s was trained on: the model sees a view "
+                         "it never saw", given, recorded, model_file)
+        return given
+    return check_camera(recorded).name if recorded else DEFAULT_CAMERA
+
+
 def build_scene(sim: Any) -> None:
     """Adds the table, objects and every camera of CAMERAS to a franky-sim MujocoSimulator before it starts."""
     for vis in sim.scene.iter("quality"):

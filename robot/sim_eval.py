@@ -8,7 +8,8 @@
 
 One franky-sim server, camera and 1 kHz control loop serve every trial. Goal i is drawn from the seed
 (seed, i) inside the evaluation box (the collection box around the home pose, z >= box_z_min); its start lies
-`start_min`-`start_max` m away in a random direction, inside the box. Per trial: the arm moves (unrecorded)
+`start_min`-`start_max` m away in a random direction, inside the box; both where the arm reaches with the hand
+pointing down (franky-sim's IK; `--any-goal` drops that check). Per trial: the arm moves (unrecorded)
 to the goal, a fresh frame there is the goal image, then to the start; then up to `max_steps` MPC steps.
 Success: the MEASURED end-effector position ends within `success_m` of the goal position after the last step.
 Every method sees the same goals and starts (paired).
@@ -62,6 +63,7 @@ class EvalConfig:
     horizon: int = 2
     settle_timeout: float = 30.0
     camera: str = ""  # scene camera (robot.sim.CAMERAS); "" = robot.sim.DEFAULT_CAMERA
+    reachable_only: bool = True  # draw goals and starts only where the arm reaches with the hand down
 
     def __post_init__(self) -> None:
         if self.goals < 1 or self.max_steps < 1:
@@ -88,19 +90,40 @@ class Trial:
     distances: list[float] = field(default_factory=list)
 
 
-def draw_goal(cfg: EvalConfig, home: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(goal xyz, start xyz) of trial `index`: uniform in the box, the start start_min..start_max away."""
+_REACH_ARM: Any = None
+
+
+def arm_reaches(goal: np.ndarray, start: np.ndarray) -> bool:
+    """Whether the arm can stand at the goal and then at the start with the hand pointing down (the held
+    orientation): franky-sim's own IK on robot/generate.py's kinematic arm, from the initial joint state. The
+    box's far-high corner is out of reach that way; there the live IK blows up (seen: 0.016 -> 1.27 m)."""
+    global _REACH_ARM
+    if _REACH_ARM is None:
+        from robot.generate import KinematicArm
+
+        _REACH_ARM = KinematicArm()
+    _REACH_ARM.reset()
+    return bool(_REACH_ARM.move_to(np.asarray(goal, dtype=np.float64))
+                and _REACH_ARM.move_to(np.asarray(start, dtype=np.float64)))
+
+
+def draw_goal(cfg: EvalConfig, home: np.ndarray, index: int, reachable: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(goal xyz, start xyz) of trial `index`: uniform in the box, the start start_min..start_max away, both
+    where the arm reaches (`reachable(goal, start)`, default `arm_reaches` when cfg.reachable_only). A draw that
+    fails is redrawn from the same generator, so the goals that were reachable stay the same."""
     rng = np.random.default_rng([cfg.seed, index])
     lo = home - np.asarray(cfg.box_half)
     lo[2] = max(lo[2], cfg.box_z_min)
     hi = home + np.asarray(cfg.box_half)
+    if reachable is None and cfg.reachable_only:
+        reachable = arm_reaches
     for _ in range(1000):
         goal = rng.uniform(lo, hi)
         d = rng.normal(size=3)
         start = goal + d / np.linalg.norm(d) * rng.uniform(cfg.start_min, cfg.start_max)
-        if np.all(start >= lo) and np.all(start <= hi):
+        if np.all(start >= lo) and np.all(start <= hi) and (reachable is None or reachable(goal, start)):
             return goal, start
-    raise RuntimeError("could not draw a start inside the box: the box is too small for start_max")
+    raise RuntimeError("could not draw a reachable start inside the box: the box is too small for start_max")
 
 
 class _FixedPlanner:
@@ -254,10 +277,12 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
     planner_cfg = PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations,
                                 horizon=cfg.horizon, max_norm=cfg.max_step, bound="ball")
     bar = None
-    from robot.sim import DEFAULT_CAMERA
+    from robot.sim import resolve_sim_camera
 
+    camera = resolve_sim_camera(cfg.camera, files[0] if files else None)
+    _LOG.info("sim camera: %s", camera)
     rig = Rig(out / "rig", safety, sim=True, camera_fps=15.0, gripper=False, max_log_seconds=30.0,
-              sim_camera=cfg.camera or DEFAULT_CAMERA)
+              sim_camera=camera)
     try:
         rig.start()
         home = rig.commanded_xyz()
@@ -364,8 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations")
     p.add_argument("--horizon", type=int, default=d.horizon, help="actions per plan")
     p.add_argument("--sim-camera", default="", metavar="NAME",
-                   help="scene camera (robot/sim.py CAMERAS; default robot.sim.DEFAULT_CAMERA): the one the models "
+                   help="scene camera (robot/sim.py CAMERAS; default: the one the first model file records, else "
+                        "robot.sim.DEFAULT_CAMERA): the one the models "
                         "were trained on")
+    p.add_argument("--any-goal", action="store_true",
+                   help="also draw goals the arm cannot reach with the hand down (the box's far-high corner)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -381,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = EvalConfig(goals=a.goals, seed=a.seed, max_steps=a.max_steps, success_m=a.success_cm / 100,
                          start_min=a.start_cm[0] / 100, start_max=a.start_cm[1] / 100, max_step=a.max_step,
                          samples=a.samples, topk=a.topk, iterations=a.iterations, horizon=a.horizon,
-                         camera=a.sim_camera)
+                         camera=a.sim_camera, reachable_only=not a.any_goal)
         if cfg.camera:
             from robot.sim import check_camera
 

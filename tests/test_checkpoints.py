@@ -229,6 +229,23 @@ def test_safetensors_roundtrip(tmp_path, fixtures_dir):
         save_safetensors(tmp_path / "x.safetensors", m.encoder, PredictorConfig.tiny())
 
 
+def test_safetensors_info(tmp_path):
+    from vjepa_fast.checkpoints import safetensors_info
+
+    enc = VideoEncoder(EncoderConfig.tiny())
+    plain = save_safetensors(tmp_path / "plain.safetensors", enc)
+    assert safetensors_info(plain) == {}
+    info = {"camera": "front_right", "recipe": {"steps": 3, "episodes": ["a", "b"]}}
+    path = save_safetensors(tmp_path / "info.safetensors", enc, info=info)
+    assert safetensors_info(path) == info
+    assert load_safetensors(path).kind == "encoder"  # the info does not get in the loader's way
+    with pytest.raises(FileNotFoundError):
+        safetensors_info(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        safetensors_info(tmp_path / "junk.safetensors")
+
+
 def test_bad_safetensors(tmp_path, fixtures_dir):
     from safetensors.torch import save_file
 

@@ -31,6 +31,27 @@ def test_goals_are_in_the_box_at_the_start_distance_and_seeded():
     assert not np.array_equal(other[0], pairs[7][0])
 
 
+def test_goals_are_drawn_where_the_arm_reaches():
+    pytest.importorskip("franky_sim")
+    from robot.sim_eval import arm_reaches
+
+    corner = HOME + np.array([0.11, 0.14, 0.11])  # the box's far-high corner: out of reach with the hand down
+    assert not arm_reaches(corner, corner - np.array([0.0, 0.0, 0.06]))
+    assert arm_reaches(HOME + np.array([0.02, 0.03, -0.05]), HOME)
+    free = EvalConfig(goals=40, reachable_only=False)
+    checked = EvalConfig(goals=40)
+    changed = 0
+    for i in range(free.goals):
+        g0, s0 = draw_goal(free, HOME, i)
+        g1, s1 = draw_goal(checked, HOME, i)
+        assert arm_reaches(g1, s1)
+        if arm_reaches(g0, s0):  # a reachable draw is kept as it was: the goals of earlier runs stay
+            assert np.array_equal(g0, g1) and np.array_equal(s0, s1)
+        else:
+            changed += 1
+    assert changed >= 1  # ~9% of the box is out of reach: the check must have redrawn some of 40
+
+
 def test_baseline_planners():
     import torch
 

@@ -316,3 +316,68 @@ def test_dataloader_workers_match_single_process(media: dict[str, Path]) -> None
         assert set(a["skipped"]) == set(SKIP_REASONS)
     n_multi = sum(sum(count_skips(b).values()) for b in multi)
     assert n_multi == sum(sum(count_skips(b).values()) for b in single) > 0
+
+
+# ------------------------------------------------------------------ robot episodes as pretraining video
+
+
+def _write_episode(path: Path, n: int, fps: float = 4.0, *, mp4: bool = False) -> None:
+    from vjepa_fast.data.episodes import EpisodeWriter
+
+    w = EpisodeWriter(path, fps=fps, camera="sim:front_right")
+    for i in range(n):
+        frame = np.zeros((32, 32, 3), dtype=np.uint8)
+        frame[:, :, 0] = 10 * i  # frame i is recognisable by its red value
+        w.append(frame, [0.5, 0.0, 0.3, np.pi, 0.0, 0.0, 0.0], [0.0] * 7 if i < n - 1 else None)
+    w.close(encode_mp4=mp4)
+
+
+def test_episode_folders_are_video_sources(tmp_path):
+    root = tmp_path / "gen"
+    _write_episode(root / "ep_000000", 13)
+    _write_episode(root / "ep_000001", 5)
+    _write_episode(root / "nested" / "ep_000002", 3)
+    write_video = pytest.importorskip("vjepa_fast.data.synthetic").write_video
+    write_video(root / "clip.mp4", np.zeros((8, 32, 32, 3), dtype=np.uint8), fps=8)
+    files = expand_source(root)
+    # three episodes (their PNG frames are not listed on their own) and the loose video
+    assert sorted(Path(f).name for f in files) == ["clip.mp4", "ep_000000", "ep_000001", "ep_000002"]
+    assert expand_source(root / "ep_000001") == [str(root / "ep_000001")]
+
+    from vjepa_fast.data.video import read_episode_clip
+
+    g = torch.Generator().manual_seed(0)
+    # 4 fps episode at 4 fps: consecutive frames, a uniform start; eval: the centred clip
+    clip = read_episode_clip(str(root / "ep_000000"), 4, 4.0, g)
+    red = (clip[:, 0, 0, 0] // 10).tolist()
+    assert clip.shape == (4, 32, 32, 3) and red == list(range(red[0], red[0] + 4))
+    assert (read_episode_clip(str(root / "ep_000000"), 4, 4.0, train=False)[:, 0, 0, 0] // 10).tolist() == [4, 5, 6, 7]
+    # 2 fps from a 4 fps episode: every second frame
+    assert (read_episode_clip(str(root / "ep_000000"), 3, 2.0, train=False)[:, 0, 0, 0] // 10).tolist() == [4, 6, 8]
+    # short episode: padded with its last frame; too short: skipped
+    assert (read_episode_clip(str(root / "nested" / "ep_000002"), 4, 4.0)[:, 0, 0, 0] // 10).tolist() == [0, 1, 2, 2]
+    with pytest.raises(ClipSkipped) as e:
+        read_episode_clip(str(root / "nested" / "ep_000002"), 8, 4.0)
+    assert e.value.reason == "too_short"
+    (root / "ep_000001" / "meta.json").write_text("{ torn")
+    with pytest.raises(ClipSkipped) as e:
+        read_episode_clip(str(root / "ep_000001"), 4, 4.0)
+    assert e.value.reason == "unreadable"
+
+    ds = VideoClipDataset([str(root)], num_frames=4, fps=4.0, crop_size=32, seed=3)
+    assert len(ds) == 4
+    sample = ds[(files.index(str(root / "ep_000000")), 0, 0)]
+    assert sample["video"].shape == (3, 4, 32, 32) and sample["index"] == files.index(str(root / "ep_000000"))
+    bad = ds[(files.index(str(root / "ep_000001")), 0, 1)]  # the torn episode is replaced and counted
+    assert bad["index"] != files.index(str(root / "ep_000001")) and bad["skipped"]["unreadable"] == 1
+
+
+def test_episode_with_mp4_frames_is_a_video_source(tmp_path):
+    from vjepa_fast.data.video import read_episode_clip
+
+    _write_episode(tmp_path / "ep", 6, mp4=True)
+    assert not (tmp_path / "ep" / "frames").exists() or not any((tmp_path / "ep" / "frames").iterdir())
+    clip = read_episode_clip(str(tmp_path / "ep"), 4, 4.0, train=False)
+    # lossy MPEG-4: the red ramp survives to within a few levels
+    assert clip.shape == (4, 32, 32, 3)
+    np.testing.assert_allclose(clip[:, 16, 16, 0].float().numpy(), [10.0, 20.0, 30.0, 40.0], atol=6)

@@ -33,6 +33,7 @@ AnyConfig = Union[EncoderConfig, PredictorConfig, ACPredictorConfig]
 
 FORMAT_KEY = "vjepa_fast_format"
 FORMAT_VERSION = "1"
+INFO_KEY = "vjepa_fast_info"  # JSON facts about the model (camera, recipe), see save_safetensors(info=...)
 
 # Encoder widths of the released checkpoints -> (num_heads, mlp_ratio); image size 256, 64 frames (the hub's).
 _KNOWN_ENCODERS: dict[int, tuple[int, float]] = {1024: (16, 4.0), 1280: (16, 4.0), 1408: (22, GIANT_MLP_RATIO)}
@@ -632,18 +633,23 @@ def _roles(model_or_models: Any, config: AnyConfig | None) -> dict[str, nn.Modul
     return roles
 
 
-def save_safetensors(path: PathLike, model_or_models: Any, config: AnyConfig | None = None) -> Path:
+def save_safetensors(path: PathLike, model_or_models: Any, config: AnyConfig | None = None, *,
+                     info: dict[str, Any] | None = None) -> Path:
     """Save an encoder and/or predictor in our safetensors format, configs as JSON metadata.
 
     model_or_models: a VideoEncoder, a MaskedPredictor / ActionConditionedPredictor, an OfficialModels, or a
     dict {"encoder": ..., "predictor": ...}. `config` (single module only) overrides `module.config`, e.g.
-    to store another attn_impl; it must describe the same shapes. The write is atomic (temp file + rename).
+    to store another attn_impl; it must describe the same shapes. `info`: JSON-serialisable facts about the
+    model (e.g. the camera it was trained on, how it was made), read back with `safetensors_info`. The write is
+    atomic (temp file + rename).
     """
     from safetensors.torch import save_file
 
     roles = _roles(model_or_models, config)
     tensors: dict[str, torch.Tensor] = {}
     metadata = {"format": "pt", FORMAT_KEY: FORMAT_VERSION}
+    if info:
+        metadata[INFO_KEY] = json.dumps(info, sort_keys=True)
     for role, module in roles.items():
         cfg = config if config is not None else module.config
         if type(cfg) is not type(module.config):
@@ -662,6 +668,27 @@ def save_safetensors(path: PathLike, model_or_models: Any, config: AnyConfig | N
         if tmp.exists():
             tmp.unlink()
     return p
+
+
+def safetensors_info(path: PathLike) -> dict[str, Any]:
+    """The `info` dict stored by `save_safetensors` ({} when none), read from the header without the tensors."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {p}")
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as f:
+            raw = (f.metadata() or {}).get(INFO_KEY)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise CheckpointError(f"{p}: not a readable safetensors file: {_first_line(exc)}") from exc
+    if not raw:
+        return {}
+    try:
+        info = json.loads(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"{p}: bad {INFO_KEY} metadata: {exc}") from exc
+    return info if isinstance(info, dict) else {}
 
 
 def _read_safetensors(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

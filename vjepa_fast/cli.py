@@ -155,27 +155,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_encoder_spec(item: str):
-    """NAME=FILE.safetensors (the encoder in it) or NAME=random:PRESET[@IMG] (random weights, seed 0)."""
-    import torch
+    from vjepa_fast.diagnostics import encoder_from_spec
 
-    from vjepa_fast.models import EncoderConfig, VideoEncoder
-
-    name, _, spec = item.partition("=")
-    if not name or not spec:
-        raise SystemExit(f"error: --encoder {item!r}: expected NAME=FILE.safetensors or NAME=random:PRESET[@IMG]")
-    if spec.startswith("random:"):
-        preset, _, img = spec[len("random:"):].partition("@")
-        if not hasattr(EncoderConfig, preset):
-            raise SystemExit(f"error: --encoder {item!r}: unknown EncoderConfig preset {preset!r} (e.g. tiny)")
-        torch.manual_seed(0)
-        cfg = getattr(EncoderConfig, preset)(**({"img_size": int(img)} if img else {}))
-        return name, VideoEncoder(cfg).eval()
-    from vjepa_fast.checkpoints import load_official, load_safetensors
-
-    loaded = load_safetensors(spec) if spec.endswith(".safetensors") else load_official(spec)
-    if loaded.encoder is None:
-        raise SystemExit(f"error: --encoder {item!r}: {spec} holds no encoder")
-    return name, loaded.encoder.eval()
+    try:
+        return encoder_from_spec(item)
+    except ValueError as exc:
+        raise SystemExit(f"error: --encoder {item!r}: {exc}") from exc
 
 
 def _cmd_energy_quality(args: argparse.Namespace) -> int:
@@ -266,6 +251,10 @@ encoder.safetensors (the target encoder, for downstream use).""",
                    help="closed-loop success rate on the embedded simulator: unseen goals, our model and baselines "
                         "(robot/sim_eval.py; see `vjepa-fast sim-eval --help`)")
 
+    sub.add_parser("energy-ceiling", add_help=False,
+                   help="diagnostic (b): the planner and our latent energy with the simulator itself as the model "
+                        "(robot/ceiling.py; see `vjepa-fast energy-ceiling --help`)")
+
     sub.add_parser("train-ac", add_help=False,
                    help="V-JEPA 2-AC post-training of the action-conditioned predictor (--config FILE; see "
                         "`vjepa-fast train-ac --help`)")
@@ -340,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_ac_main(argv[1:])
     if argv[:1] == ["sim-eval"]:  # the robot side's evaluation (robot/sim_eval.py), its own parser
         return _robot_main("sim_eval", argv[1:])
+    if argv[:1] == ["energy-ceiling"]:
+        return _robot_main("ceiling", argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

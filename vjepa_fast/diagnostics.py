@@ -8,7 +8,8 @@
     latent distance: a useful energy rises monotonically from 0.
 (c) `predictor_vs_copy`: held-out k-step L1 of the AC predictor (teacher forcing and rollout) against the
     "copy the latent" baselines at k = 1, 2, 4 (`train.ac.evaluate_ac`).
-The perfect-dynamics ceiling (b) needs the simulator and lives in `robot/`.
+(b) The perfect-dynamics ceiling needs the simulator and lives in `robot/ceiling.py` (`vjepa-fast energy-ceiling`):
+    the same CEM planner with the simulator itself as the model and this latent energy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EnergyQuality", "energy_quality", "episode_latents", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
+__all__ = ["EnergyQuality", "encoder_from_spec", "energy_quality", "episode_latents", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
            "write_energy_report"]
 
 
@@ -47,6 +48,31 @@ class EnergyQuality:
     def row(self) -> str:
         return (f"| {self.name} | {self.spearman_all:.3f} | {self.spearman_near:.3f} | {self.frames} | "
                 f"{self.pairs} |")
+
+
+def encoder_from_spec(item: str) -> tuple[str, torch.nn.Module]:
+    """(name, frozen encoder) from NAME=FILE (.safetensors: its encoder; Meta .pt: its encoder) or
+    NAME=random:PRESET[@IMG] (an `EncoderConfig` preset with random weights, seed 0, optionally at IMG px)."""
+    from vjepa_fast.models import EncoderConfig, VideoEncoder
+
+    name, _, spec = item.partition("=")
+    if not name or not spec:
+        raise ValueError("expected NAME=FILE.safetensors or NAME=random:PRESET[@IMG]")
+    if spec.startswith("random:"):
+        preset, _, img = spec[len("random:"):].partition("@")
+        if not hasattr(EncoderConfig, preset):
+            raise ValueError(f"unknown EncoderConfig preset {preset!r} (e.g. tiny)")
+        torch.manual_seed(0)
+        cfg = getattr(EncoderConfig, preset)(**({"img_size": int(img)} if img else {}))
+        return name, VideoEncoder(cfg).eval()
+    from vjepa_fast.checkpoints import load_official, load_safetensors
+
+    if not Path(spec).is_file():
+        raise ValueError(f"{spec} does not exist")
+    loaded = load_safetensors(spec) if spec.endswith(".safetensors") else load_official(spec)
+    if loaded.encoder is None:
+        raise ValueError(f"{spec} holds no encoder")
+    return name, loaded.encoder.eval()
 
 
 def _spearman(x: torch.Tensor, y: torch.Tensor) -> float:

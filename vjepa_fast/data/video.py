@@ -2,7 +2,10 @@
 
 Pieces:
 - ``load_manifest(path)``: JSON or CSV list of (path, weight) sources; a source path is a video/image file, a
-  folder (searched recursively for video/image files) or a list file (.txt/.lst: one path per line).
+  folder (searched recursively for video/image files and robot episodes) or a list file (.txt/.lst: one path
+  per line).
+- Robot episodes (a folder with meta.json, ``vjepa_fast.data.episodes``: what robot/collect.py and
+  robot/generate.py write) are videos too: one episode is one clip source, read with its own frame reader.
 - ``decode_clip(...)``: PyAV decoding of F frames at a target fps -> uint8 [F, H, W, 3].
 - ``VideoClipDataset``: clip sampling + augmentation -> dict samples with ``video`` float32 [3, F, S, S].
   Bad files (missing, empty, unreadable, no frames, too short) are skipped and counted, never raised.
@@ -46,6 +49,8 @@ __all__ = [
     "frame_step",
     "decode_clip",
     "read_image_clip",
+    "read_episode_clip",
+    "is_episode_dir",
     "VideoClipDataset",
     "WeightedMixtureSampler",
     "count_skips",
@@ -145,15 +150,30 @@ def _is_media(path: Path) -> bool:
     return ext in VIDEO_EXTENSIONS or ext in IMAGE_EXTENSIONS
 
 
+def is_episode_dir(path: str | os.PathLike) -> bool:
+    """A robot episode folder (meta.json beside its frames): read as one video by the clip dataset."""
+    return (Path(path) / "meta.json").is_file()
+
+
 def expand_source(path: str | os.PathLike) -> list[str]:
-    """Files of one source: the file itself, a folder's video/image files (recursive, sorted), or the lines
-    of a list file (first comma/tab/space-separated field, relative to the list file's folder).
+    """Files of one source: the file itself, a folder's video/image files and robot episode folders (recursive,
+    sorted; the frames inside an episode are not listed on their own), or the lines of a list file (first
+    comma/tab/space-separated field, relative to the list file's folder).
 
     Files are listed, not opened: broken ones are found (and skipped) when read.
     """
     p = Path(path)
     if p.is_dir():
-        return sorted(str(f) for f in p.rglob("*") if f.is_file() and _is_media(f))
+        if is_episode_dir(p):
+            return [str(p)]
+        out = []
+        for root, dirs, names in os.walk(p):
+            if "meta.json" in names:  # an episode: one source file, its frames are not walked
+                out.append(root)
+                dirs.clear()
+                continue
+            out.extend(os.path.join(root, n) for n in names if _is_media(Path(n)))
+        return sorted(out)
     if p.suffix.lower() in LIST_EXTENSIONS and p.is_file():
         files = []
         for line in p.read_text().splitlines():
@@ -164,7 +184,7 @@ def expand_source(path: str | os.PathLike) -> list[str]:
             fp = Path(os.path.expanduser(first))
             files.append(str(fp if fp.is_absolute() else p.parent / fp))
         return files
-    if _is_media(p):
+    if _is_media(p) or is_episode_dir(p):
         return [str(p)]  # may not exist yet; a missing file is skipped and counted when read
     raise ValueError(f"source {p} is neither a folder, a list file ({sorted(LIST_EXTENSIONS)}) nor a video/image")
 
@@ -297,6 +317,45 @@ def decode_clip(
         container.close()
 
 
+def read_episode_clip(
+    path: str,
+    num_frames: int,
+    fps: float | None,
+    generator: torch.Generator | None = None,
+    *,
+    train: bool = True,
+    min_fraction: float = 0.5,
+) -> torch.Tensor:
+    """F frames of a robot episode at a target fps, sampled as ``decode_clip`` samples a video (the frame step
+    from the episode's recorded rate, uniform start when training, centred otherwise, padding a short episode
+    with its last frame): uint8 [F, H, W, 3]. Raises ClipSkipped as decode_clip does."""
+    from vjepa_fast.data.episodes import read_episode  # local: episodes imports the decoding helpers
+
+    if not os.path.isdir(path):
+        raise ClipSkipped("missing", path)
+    try:
+        ep = read_episode(path)
+    except Exception as e:  # a torn or foreign folder: skipped and counted like a broken video
+        raise ClipSkipped("unreadable", path, f"{type(e).__name__}: {e}") from e
+    n = ep.num_frames
+    if n == 0:
+        raise ClipSkipped("no_frames", path)
+    step = frame_step(ep.fps, fps) if ep.fps else 1
+    span = (num_frames - 1) * step + 1
+    if n >= span:
+        start = int(torch.randint(0, n - span + 1, (), generator=generator)) if train else (n - span) // 2
+        wanted = [start + k * step for k in range(num_frames)]
+    else:
+        wanted = [k * step for k in range(min(num_frames, math.ceil(n / step)))]
+        if len(wanted) < max(1, math.ceil(min_fraction * num_frames)):
+            raise ClipSkipped("too_short", path, f"{n} frames give {len(wanted)} at step {step}")
+        wanted += [wanted[-1]] * (num_frames - len(wanted))
+    try:
+        return ep.frames(wanted)
+    except Exception as e:
+        raise ClipSkipped("unreadable", path, f"{type(e).__name__}: {e}") from e
+
+
 def read_image_clip(path: str, num_frames: int) -> torch.Tensor:
     """An image as a clip: uint8 [F, H, W, 3], the image repeated ``num_frames`` times.
 
@@ -400,7 +459,7 @@ class VideoClipDataset(Dataset):
         for src in self.sources:
             files = expand_source(src.path)
             if not files:
-                raise ValueError(f"source {src.path} holds no video or image file")
+                raise ValueError(f"source {src.path} holds no video, image or robot episode")
             self.files.extend(files)
             offsets.append(len(self.files))
         self.source_offsets: list[int] = offsets
@@ -439,6 +498,9 @@ class VideoClipDataset(Dataset):
             raise ClipSkipped(self._bad[path], path, "known bad")
         if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
             frames = read_image_clip(path, self.num_frames)
+        elif is_episode_dir(path):
+            frames = read_episode_clip(path, self.num_frames, self.fps, generator, train=self.train,
+                                       min_fraction=self.min_fraction)
         else:
             frames, _ = decode_clip(
                 path, self.num_frames, self.fps, generator, train=self.train, min_fraction=self.min_fraction

@@ -22,7 +22,7 @@ ENCODER_PRESETS = ("tiny", "small", "vit_large", "vit_huge", "vit_giant")
 class DataConfig:
     """Where clips come from and how they are cut (SPEC section 4)."""
 
-    sources: list[str] = field(default_factory=list)  # video/image files, folders or .txt list files
+    sources: list[str] = field(default_factory=list)  # video/image files, robot episodes, folders, .txt lists
     weights: list[float] = field(default_factory=list)  # one per source (default: equal)
     manifest: str = ""  # JSON/CSV manifest of (path, weight); replaces sources/weights when set
     num_frames: int = 16

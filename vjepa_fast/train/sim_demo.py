@@ -62,8 +62,19 @@ class PlannerPreprocess(FramePreprocess):
 
 
 def make_encoder(name: str, seed: int = 0) -> VideoEncoder:
+    """A candidate of ENCODERS (random weights from `seed`), or the encoder in a .safetensors file (e.g. the
+    `encoder.safetensors` that `vjepa-fast pretrain` writes)."""
+    if name.endswith(".safetensors"):
+        from vjepa_fast.checkpoints import load_safetensors
+
+        if not Path(name).is_file():
+            raise ValueError(f"encoder file {name} does not exist")
+        enc = load_safetensors(name).encoder
+        if enc is None:
+            raise ValueError(f"{name} holds no encoder")
+        return enc.eval()
     if name not in ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+        raise ValueError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)} or give a .safetensors file")
     preset, overrides = ENCODERS[name]
     torch.manual_seed(seed)
     return VideoEncoder(getattr(EncoderConfig, preset)(**overrides)).eval()
@@ -182,6 +193,34 @@ class DemoConfig:
     seed: int = 0
     threads: int = 1
     init: str = "identity"  # "identity" (start at the copy baseline) or "random"
+    resume: bool = True  # reuse a fresh latent cache and continue training from the newest checkpoint
+    device: str = "auto"  # "auto": cuda when there is one, else cpu
+
+
+def episode_cameras(episodes: list[str]) -> list[str]:
+    """The distinct cameras the episodes were recorded with (meta.json "camera"), sorted."""
+    cams = set()
+    for e in episodes:
+        meta = json.loads((Path(e) / "meta.json").read_text())
+        cams.add(str(meta.get("camera", "")))
+    return sorted(cams)
+
+
+def _cache_stamp(episodes: list[str], encoder: VideoEncoder, size: int) -> dict[str, Any]:
+    """What the latent cache depends on: the episodes (paths and sizes of their state files) and the encoder
+    (its config and a checksum of its weights) and the preprocessing size."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(encoder.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    eps = hashlib.sha256()
+    for e in episodes:
+        meta = Path(e) / "meta.json"
+        eps.update(f"{e}:{meta.stat().st_size}".encode())
+    return {"episodes": len(episodes), "episodes_sha256": eps.hexdigest(), "encoder_sha256": h.hexdigest(),
+            "encoder_config": encoder.config.to_dict(), "size": size}
 
 
 def run(cfg: DemoConfig, *, probe: list[str] | None = None, export: str | None = None) -> dict[str, Any]:
@@ -191,6 +230,7 @@ def run(cfg: DemoConfig, *, probe: list[str] | None = None, export: str | None =
     from vjepa_fast.train.ac import ACTrainConfig, train_ac
 
     torch.set_num_threads(cfg.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     eps = find_episodes(cfg.episodes)
@@ -206,11 +246,27 @@ def run(cfg: DemoConfig, *, probe: list[str] | None = None, export: str | None =
             _LOG.info("encoder probe %s: %s", name, summary["probe"][name])
     encoder = make_encoder(cfg.encoder, cfg.encoder_seed)
     size = _img_size(encoder)
+    cameras = episode_cameras(eps)
+    summary["cameras"] = cameras
     t0 = time.perf_counter()
-    cache = build_latent_cache(out / "cache", eps, encoder, preprocess=PlannerPreprocess(size=size),
-                               reader=read_episode, dtype="float16", batch_size=32, overwrite=True, progress=True)
+    stamp = _cache_stamp(eps, encoder, size)
+    stamp_file = out / "cache_stamp.json"
+    fresh = (cfg.resume and (out / "cache").is_dir() and stamp_file.is_file()
+             and json.loads(stamp_file.read_text()) == stamp)
+    if fresh:
+        from vjepa_fast.data.latent_cache import LatentCache
+
+        cache = LatentCache(out / "cache")
+        _LOG.info("latent cache %s is fresh (same episodes and encoder): reused", out / "cache")
+    else:
+        if stamp_file.exists():
+            stamp_file.unlink()
+        cache = build_latent_cache(out / "cache", eps, encoder, preprocess=PlannerPreprocess(size=size),
+                                   reader=read_episode, dtype="float16", batch_size=32, overwrite=True, progress=True)
+        stamp_file.write_text(json.dumps(stamp, sort_keys=True))
     summary["cache"] = {"frames": int(sum(cache.episode_length(e) for e in range(len(cache)))),
-                        "tokens": cache.tokens, "dim": cache.dim, "seconds": round(time.perf_counter() - t0, 1)}
+                        "tokens": cache.tokens, "dim": cache.dim, "seconds": round(time.perf_counter() - t0, 1),
+                        "reused": bool(fresh)}
     num_frames = 2 * max(8, cfg.frames_per_clip)  # time steps = num_frames / tubelet (2)
     overrides = {"embed_dim": encoder.config.embed_dim, "img_size": size, "num_frames": num_frames,
                  "depth": cfg.predictor_depth, "predictor_embed_dim": cfg.predictor_width,
@@ -228,15 +284,16 @@ def run(cfg: DemoConfig, *, probe: list[str] | None = None, export: str | None =
                          frames_per_clip=cfg.frames_per_clip, rollout_steps=cfg.rollout_steps,
                          batch_size=cfg.batch_size, total_steps=cfg.total_steps,
                          warmup_steps=max(1, cfg.total_steps // 10), decay_steps=max(1, cfg.total_steps // 3),
-                         lr_start=cfg.lr_peak / 10, lr_peak=cfg.lr_peak, amp="none", seed=cfg.seed, device="cpu",
-                         log_every=50, ckpt_every=cfg.total_steps, keep_checkpoints=1, resume=False, progress=True)
+                         lr_start=cfg.lr_peak / 10, lr_peak=cfg.lr_peak, amp="none", seed=cfg.seed, device=device,
+                         log_every=50, ckpt_every=max(1, min(250, cfg.total_steps)), keep_checkpoints=1,
+                         resume=cfg.resume, progress=True)
     t0 = time.perf_counter()
     res = train_ac(tcfg)
     summary["train_seconds"] = round(time.perf_counter() - t0, 1)
     ev = res["eval"]
     summary["heldout"] = ev.to_dict()
     _LOG.info("held-out evaluation (%d clips)\n%s", ev.num_clips if hasattr(ev, "num_clips") else -1, ev.table())
-    state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)
+    state = torch.load(res["checkpoint"], map_location="cpu", weights_only=True)  # the export is on the CPU
     predictor = ActionConditionedPredictor(tcfg.predictor_config())
     predictor.load_state_dict(state["model"])
     from vjepa_fast.data.latent_cache import CachedClipDataset
@@ -246,7 +303,12 @@ def run(cfg: DemoConfig, *, probe: list[str] | None = None, export: str | None =
                                                                                 episodes=val_eps))
     _LOG.info("held-out action inference: %s", summary["action_inference"])
     if export:
-        path = save_safetensors(export, {"encoder": encoder, "predictor": predictor.eval()})
+        info: dict[str, Any] = {"recipe": "vjepa_fast.train.sim_demo", "encoder": cfg.encoder,
+                                "episodes": len(eps), "steps": cfg.total_steps}
+        sims = [c.partition(":")[2] for c in cameras if c.startswith("sim:")]
+        if len(sims) == 1 and len(cameras) == 1:
+            info["camera"] = sims[0]  # robot/run_mpc.py --sim and sim-eval use it when no camera is given
+        path = save_safetensors(export, {"encoder": encoder, "predictor": predictor.eval()}, info=info)
         summary["export"] = {"path": str(path), "bytes": path.stat().st_size}
         _LOG.info("exported %s (%.2f MB)", path, path.stat().st_size / 1e6)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -255,9 +317,12 @@ def run(cfg: DemoConfig, *, probe: list[str] | None = None, export: str | None =
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", required=True, help="folder of episodes from robot/collect.py")
+    p.add_argument("--episodes", required=True,
+                   help="folder of episodes from robot/collect.py or robot/generate.py")
     p.add_argument("--out", default="runs/sim_demo")
-    p.add_argument("--encoder", default="tiny64", choices=sorted(ENCODERS))
+    p.add_argument("--encoder", default="tiny64", metavar="NAME|FILE",
+                   help=f"frozen encoder: a random-weights candidate {sorted(ENCODERS)} or a .safetensors file "
+                        "holding an encoder (e.g. vjepa-fast pretrain's encoder.safetensors)")
     p.add_argument("--encoder-seed", type=int, default=0)
     p.add_argument("--probe", nargs="*", default=None, choices=sorted(ENCODERS),
                    help="encoders to probe first (latent distance vs end-effector distance)")
@@ -271,11 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", default="identity", choices=["identity", "random"],
                    help="predictor start: the copy baseline (identity) or random")
     p.add_argument("--export", default=None, help="write encoder + predictor here (.safetensors)")
+    p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu or cuda")
+    p.add_argument("--no-resume", action="store_true",
+                   help="rebuild the latent cache and train from scratch even if --out holds a run")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = DemoConfig(episodes=a.episodes, out=a.out, encoder=a.encoder, encoder_seed=a.encoder_seed,
                      predictor_depth=a.depth, predictor_width=a.width, frames_per_clip=a.frames_per_clip,
-                     batch_size=a.batch_size, total_steps=a.steps, lr_peak=a.lr, threads=a.threads, init=a.init)
+                     batch_size=a.batch_size, total_steps=a.steps, lr_peak=a.lr, threads=a.threads, init=a.init,
+                     resume=not a.no_resume, device=a.device)
     s = run(cfg, probe=a.probe, export=a.export)
     print(json.dumps({k: v for k, v in s.items() if k != "config"}, indent=1))
     return 0
