@@ -141,15 +141,14 @@ def run_trial(job: CeilingJob, scene: Any = None, encoder: Any = None) -> Ceilin
     import torch
 
     from robot.generate import SimScene
-    from robot.safety import SafetyConfig
-    from robot.sim_eval import EvalConfig, draw_goal
+    from robot.sim_eval import EvalConfig, draw_goal, eval_safety
     from vjepa_fast.diagnostics import encoder_from_spec
     from vjepa_fast.planning import CEMPlanner, PlannerConfig, shift_plan
 
     cfg = EvalConfig(**job.eval_cfg)
     scene = scene or SimScene(job.camera or cfg.camera or "front_right", 256)
     enc = FrameEncoder(encoder if encoder is not None else encoder_from_spec(f"{job.name}={job.spec}")[1])
-    safety = SafetyConfig(max_step=cfg.max_step)
+    safety = eval_safety(cfg)  # sim-eval's: the step bound, targets clamped to the evaluation box + 1 cm
     model = SimDynamics(scene, enc, safety)
     planner = CEMPlanner(model, PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations,
                                               horizon=cfg.horizon, max_norm=cfg.max_step, bound="ball",

@@ -212,6 +212,16 @@ def _collision_thresholds(args: argparse.Namespace) -> dict[str, tuple[float, ..
     return out
 
 
+def _model_data_box(model_file: str | None) -> np.ndarray | None:
+    """[2, 3] (low, high) of the end-effector box the model file's training data covered, if it records one."""
+    if not model_file or not str(model_file).endswith(".safetensors"):
+        return None
+    from vjepa_fast.checkpoints import safetensors_info
+
+    box = safetensors_info(model_file).get("data_box")
+    return None if box is None else np.asarray(box, dtype=np.float64)
+
+
 def _render_goal(control, camera, offset: np.ndarray, settle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Moves the arm by `offset`, renders the goal frame, moves back. Returns (frame, goal xyz, start xyz)."""
     from robot import shm
@@ -276,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             goal_frames = [frame] + goal_frames
             _LOG.info("goal image rendered at end-effector position %s -> %s", np.round(goal_xyz, 4).tolist(),
                       log_dir / "goal.png")
+            box = _model_data_box(args.predictor)
+            if box is not None and not (np.all(goal_xyz >= box[0] - 0.01) and np.all(goal_xyz <= box[1] + 0.01)):
+                _LOG.warning("the goal %s lies outside the box the world model was trained in (%s to %s): expect "
+                             "it to plan badly there", np.round(goal_xyz, 3).tolist(), np.round(box[0], 3).tolist(),
+                             np.round(box[1], 3).tolist())
         runner = MPCRunner(world_model, planner, control, camera, safety, goal_frames, log_dir, gripper=gripper,
                            settle_timeout=args.settle_timeout, goal_xyz=goal_xyz,
                            subgoal_threshold=args.subgoal_threshold)

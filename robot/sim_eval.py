@@ -28,6 +28,7 @@ and success rates), and each trial's MPC log under `trials/METHOD/goal_NNN/`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -64,6 +65,8 @@ class EvalConfig:
     settle_timeout: float = 30.0
     camera: str = ""  # scene camera (robot.sim.CAMERAS); "" = robot.sim.DEFAULT_CAMERA
     reachable_only: bool = True  # draw goals and starts only where the arm reaches with the hand down
+    fresh_sim: bool = True  # restart the simulator before every trial (each starts from the initial joint state)
+    workspace_margin: float = 0.01  # m: targets clamped to the evaluation box + this (< 0: the default workspace)
 
     def __post_init__(self) -> None:
         if self.goals < 1 or self.max_steps < 1:
@@ -180,6 +183,27 @@ def load_world_model(spec: str, random_like: str | None = None):
     return WorldModel(enc.eval(), pred.eval())
 
 
+def eval_safety(cfg: EvalConfig) -> Any:
+    """The safety limits of the trials: sim-eval's step bound, and (cfg.workspace_margin >= 0) the workspace
+    clamped to the evaluation box + that margin, which is where the generated training data lies: a planner
+    driven out of it extrapolates its model (seen: a goal at the box's y edge reached to 1.2 cm, then the plan
+    wandered out of the box, beyond y = 0.15 m, and the arm drifted off to 18.6 cm)."""
+    from robot.generate import KinematicArm
+    from robot.safety import SafetyConfig
+
+    base = SafetyConfig(max_step=cfg.max_step, planner_timeout=120.0)
+    if cfg.workspace_margin < 0:
+        return base
+    home = KinematicArm().pose()[:3, 3]  # franky-sim's initial pose: where the server starts the arm
+    lo = home - np.asarray(cfg.box_half)
+    lo[2] = max(lo[2], cfg.box_z_min)
+    hi = home + np.asarray(cfg.box_half)
+    lo = np.maximum(lo - cfg.workspace_margin, base.workspace_min)
+    hi = np.minimum(hi + cfg.workspace_margin, base.workspace_max)
+    return dataclasses.replace(base, workspace_min=tuple(float(v) for v in lo),
+                               workspace_max=tuple(float(v) for v in hi))
+
+
 def summarise(trials: list[Trial], methods: list[str]) -> list[dict[str, Any]]:
     rows = []
     for m in methods:
@@ -273,7 +297,7 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
     if not todo:
         return done
     files = [s for s in methods.values() if s]
-    safety = SafetyConfig(max_step=cfg.max_step, planner_timeout=120.0)
+    safety = eval_safety(cfg)
     planner_cfg = PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations,
                                 horizon=cfg.horizon, max_norm=cfg.max_step, bound="ball")
     bar = None
@@ -281,10 +305,21 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
 
     camera = resolve_sim_camera(cfg.camera, files[0] if files else None)
     _LOG.info("sim camera: %s", camera)
-    rig = Rig(out / "rig", safety, sim=True, camera_fps=15.0, gripper=False, max_log_seconds=30.0,
-              sim_camera=camera)
+    def fresh_rig() -> Rig:
+        r = Rig(out / "rig", safety, sim=True, camera_fps=15.0, gripper=False, max_log_seconds=30.0,
+                sim_camera=camera)
+        try:
+            return r.start()
+        except BaseException:
+            r.close()
+            raise
+
+    # Every trial starts from the simulator's initial state (a fresh server, as a real evaluation homes the arm
+    # in joint space between episodes): near the edge of the reach franky-sim's IK can flip the elbow or turn
+    # the hand, and an arm carried over in that posture would spoil every later trial (seen: 9 of them).
+    rig = fresh_rig()
+    trials_on_rig = 0
     try:
-        rig.start()
         home = rig.commanded_xyz()
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         if progress:
@@ -308,6 +343,11 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
             else:
                 raise ValueError(f"{method} needs a model file among the methods (to encode the frames it logs)")
             for i in pending:
+                if cfg.fresh_sim and trials_on_rig > 0:
+                    rig.close()
+                    rig = fresh_rig()
+                    trials_on_rig = 0
+                trials_on_rig += 1
                 goal, start = draw_goal(cfg, home, i)
                 _move_to(rig.control, goal, safety, cfg.settle_timeout)
                 time.sleep(0.15)
@@ -392,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scene camera (robot/sim.py CAMERAS; default: the one the first model file records, else "
                         "robot.sim.DEFAULT_CAMERA): the one the models "
                         "were trained on")
+    p.add_argument("--workspace-margin-cm", type=float, default=100 * d.workspace_margin,
+                   help="clamp targets to the evaluation box (where the generated data lies) + this margin, cm; "
+                        "negative: the default safety workspace")
+    p.add_argument("--keep-sim", action="store_true",
+                   help="one simulator for all trials (faster; the arm's posture carries over from trial to trial)")
     p.add_argument("--any-goal", action="store_true",
                    help="also draw goals the arm cannot reach with the hand down (the box's far-high corner)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -409,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = EvalConfig(goals=a.goals, seed=a.seed, max_steps=a.max_steps, success_m=a.success_cm / 100,
                          start_min=a.start_cm[0] / 100, start_max=a.start_cm[1] / 100, max_step=a.max_step,
                          samples=a.samples, topk=a.topk, iterations=a.iterations, horizon=a.horizon,
-                         camera=a.sim_camera, reachable_only=not a.any_goal)
+                         camera=a.sim_camera, reachable_only=not a.any_goal,
+                         fresh_sim=not a.keep_sim, workspace_margin=a.workspace_margin_cm / 100)
         if cfg.camera:
             from robot.sim import check_camera
 

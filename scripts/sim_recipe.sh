@@ -10,10 +10,10 @@
 # episodes, checkpoints, caches and trials are kept and the step continues where it stopped.
 #
 #   bash scripts/sim_recipe.sh                    # the shipped model's settings (2-core CPU: see SIM_RECIPE.md)
-#   EPISODES=40 PRETRAIN_STEPS=20 AC_STEPS=20 GOALS=2 OUT=runs/recipe_smoke bash scripts/sim_recipe.sh
+#   EPISODES=8 HELDOUT=2 PRETRAIN_STEPS=10 AC_STEPS=10 GOALS=1 CEILING=0 OUT=runs/smoke bash scripts/sim_recipe.sh
 #
 # Settings (environment): OUT (runs/recipe), EPISODES (1700 x 12 moves = 20,400 transitions), CAMERA
-# (front_right), WORKERS (2), PRETRAIN_STEPS (2500, 0 = keep the random encoder), PRETRAIN_BATCH (16),
+# (front_right), WORKERS (2), HELDOUT (24 episodes for diagnostic (a), seed 500), PRETRAIN_STEPS (2500, 0 = keep the random encoder), PRETRAIN_BATCH (16),
 # ENCODER (tiny64: the random encoder when PRETRAIN_STEPS=0), AC_STEPS (3000), GOALS (20), CEILING (1: run
 # diagnostic (b), ~25 min on 2 cores), EXPORT (OUT/world_model.safetensors; robot/assets/... to ship it).
 # On a GPU machine (VJEPA_FAST_CUDA=ON bash scripts/setup.sh first) pretraining and the AC training use the GPU
@@ -28,6 +28,7 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-16}
 AC_STEPS=${AC_STEPS:-3000}
 GOALS=${GOALS:-20}
+HELDOUT=${HELDOUT:-24}
 CEILING=${CEILING:-1}
 EXPORT=${EXPORT:-$OUT/world_model.safetensors}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -59,10 +60,10 @@ python -m vjepa_fast.train.sim_demo --episodes "$OUT/episodes" --out "$OUT/ac" -
 t3=$SECONDS
 
 log "4/4 evaluate: (a) energy quality, (b) ceiling, closed loop on $GOALS unseen goals"
-python robot/generate.py --out "$OUT/heldout" --episodes 24 --steps 12 --seed 500 --sim-camera "$CAMERA" \
+python robot/generate.py --out "$OUT/heldout" --episodes "$HELDOUT" --steps 12 --seed 500 --sim-camera "$CAMERA" \
   --workers "$WORKERS"
 vjepa-fast energy-quality --episodes "$OUT/heldout" --encoder "model=$EXPORT" --encoder "random=random:tiny" \
-  --max-frames 312 --out "$OUT/energy_quality"
+  --max-frames $((HELDOUT * 13)) --out "$OUT/energy_quality"
 if [ "$CEILING" = 1 ]; then
   vjepa-fast energy-ceiling --goals "$GOALS" --encoder "model=$EXPORT" --workers "$WORKERS" --out "$OUT/ceiling"
 fi

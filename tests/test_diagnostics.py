@@ -97,3 +97,18 @@ def test_energy_quality_command(tmp_path, capsys):
     assert "| a |" in out and "| b |" in out and (tmp_path / "out" / "energy_quality.png").is_file()
     with pytest.raises(SystemExit, match="unknown EncoderConfig preset"):
         main(["energy-quality", "--episodes", str(tmp_path / "eps"), "--encoder", "a=random:huge9"])
+
+
+def test_position_probe_reads_a_linear_code_and_not_noise():
+    from vjepa_fast.diagnostics import position_probe
+
+    g = torch.Generator().manual_seed(0)
+    xyz = torch.rand(200, 3, generator=g, dtype=torch.float64) * 0.2
+    mix = torch.randn(3, 4 * 8, generator=g, dtype=torch.float64)
+    coded = (xyz @ mix).view(200, 4, 8) + 1e-4 * torch.randn(200, 4, 8, generator=g, dtype=torch.float64)
+    noise = torch.randn(200, 4, 8, generator=g, dtype=torch.float64)
+    spread = float((xyz - xyz.mean(0)).pow(2).sum(1).mean().sqrt())  # what the mean position alone scores
+    assert position_probe(coded, xyz) < 0.1 * spread
+    assert position_probe(noise, xyz) > 0.8 * spread
+    with pytest.raises(ValueError, match="at least 8"):
+        position_probe(coded[:5], xyz[:5])

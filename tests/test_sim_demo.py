@@ -46,3 +46,55 @@ def test_run_mpc_defaults_to_the_shipped_sim_model() -> None:
     # --random-model still forces random weights (the tiny preset: same shapes, different weights).
     rnd = build_world_model(parse_args(["--sim", "--goal-offset", "0", "0", "0", "--random-model", "tiny"]))
     assert not torch.equal(rnd.predictor.predictor_proj.weight, wm.predictor.predictor_proj.weight)
+
+
+def _episodes(root, n: int = 4, steps: int = 6) -> None:
+    from vjepa_fast.data.episodes import EpisodeWriter
+
+    rng = np.random.default_rng(0)
+    for e in range(n):
+        w = EpisodeWriter(root / f"ep_{e:06d}", fps=4.0, camera="sim:side_right",
+                          extra={"box_lo": [0.4, -0.1 - 0.01 * e, 0.4], "box_hi": [0.7, 0.1, 0.6 + 0.01 * e]})
+        xyz = np.array([0.55, 0.0, 0.5])
+        for t in range(steps + 1):
+            frame = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+            act = np.r_[rng.uniform(-0.02, 0.02, 3), 0, 0, 0, 0] if t < steps else None
+            w.append(frame, np.r_[xyz, np.pi, 0.0, 0.0, 0.0], act)
+            if act is not None:
+                xyz = xyz + act[:3]
+        w.close()
+
+
+def test_recipe_run_from_an_encoder_file_resumes_and_records_its_camera(tmp_path) -> None:
+    """The recipe end to end on small synthetic episodes: an encoder FILE (as pretraining writes), the export
+    records the camera and the data box, and a second run reuses the fresh cache and the finished training."""
+    from vjepa_fast.checkpoints import load_safetensors, safetensors_info, save_safetensors
+    from vjepa_fast.models import EncoderConfig, VideoEncoder
+    from vjepa_fast.train.sim_demo import DemoConfig, episode_box, run
+
+    _episodes(tmp_path / "eps")
+    torch.manual_seed(3)
+    enc_file = save_safetensors(tmp_path / "encoder.safetensors", VideoEncoder(EncoderConfig.tiny()))
+    cfg = DemoConfig(episodes=str(tmp_path / "eps"), out=str(tmp_path / "run"), encoder=str(enc_file),
+                     total_steps=4, batch_size=2, frames_per_clip=3, val_fraction=0.25)
+    export = tmp_path / "wm.safetensors"
+    first = run(cfg, export=str(export))
+    assert not first["cache"]["reused"] and first["cameras"] == ["sim:side_right"]
+    info = safetensors_info(export)
+    assert info["camera"] == "side_right" and info["encoder"] == str(enc_file)
+    assert info["data_box"] == [[0.4, -0.13, 0.4], [0.7, 0.1, 0.63]] == episode_box(
+        [str(p) for p in sorted((tmp_path / "eps").iterdir())])
+    loaded = load_safetensors(export)
+    ref = load_safetensors(enc_file).encoder
+    for k, v in ref.state_dict().items():  # the frozen encoder is the file's, unchanged
+        assert torch.equal(loaded.encoder.state_dict()[k], v)
+    stamp = (tmp_path / "run" / "cache").stat().st_mtime_ns
+    second = run(cfg, export=str(export))
+    assert second["cache"]["reused"] and (tmp_path / "run" / "cache").stat().st_mtime_ns == stamp
+    for k, v in load_safetensors(export).predictor.state_dict().items():  # resumed at the end: same weights
+        assert torch.equal(loaded.predictor.state_dict()[k], v)
+    # another encoder makes the cache stale: rebuilt
+    torch.manual_seed(4)
+    save_safetensors(enc_file, VideoEncoder(EncoderConfig.tiny()))
+    third = run(DemoConfig(**{**cfg.__dict__, "out": str(tmp_path / "run")}), export=None)
+    assert not third["cache"]["reused"]

@@ -132,3 +132,24 @@ def test_shipped_model_gets_closer_on_unseen_goals(tmp_path):
     final = np.array([t.final_distance for t in trials])
     assert np.median(final) < np.median(start), (start, final)
     assert int((final < start).sum()) >= 2, (start, final)
+
+
+def test_the_sim_camera_comes_from_the_model_file(tmp_path, caplog):
+    from robot.sim import DEFAULT_CAMERA, model_camera, resolve_sim_camera
+    from vjepa_fast.checkpoints import save_safetensors
+    from vjepa_fast.models import EncoderConfig, VideoEncoder
+
+    enc = VideoEncoder(EncoderConfig.tiny())
+    tagged = save_safetensors(tmp_path / "tagged.safetensors", enc, info={"camera": "side_right"})
+    plain = save_safetensors(tmp_path / "plain.safetensors", enc)
+    assert model_camera(tagged) == "side_right" and model_camera(plain) is None and model_camera(None) is None
+    assert resolve_sim_camera(None, tagged) == "side_right"
+    assert resolve_sim_camera("", plain) == DEFAULT_CAMERA
+    with caplog.at_level("WARNING"):
+        assert resolve_sim_camera("high_left", tagged) == "high_left"  # what the user asked, with a warning
+    assert "trained on" in caplog.text
+    with pytest.raises(ValueError, match="unknown simulator camera"):
+        resolve_sim_camera("moon", tagged)
+    bad = save_safetensors(tmp_path / "bad.safetensors", enc, info={"camera": "moon"})
+    with pytest.raises(ValueError, match="unknown simulator camera"):
+        resolve_sim_camera(None, bad)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EnergyQuality", "encoder_from_spec", "energy_quality", "episode_latents", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
+__all__ = ["EnergyQuality", "encoder_from_spec", "energy_quality", "position_probe", "episode_latents", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
            "write_energy_report"]
 
 
@@ -41,13 +41,15 @@ class EnergyQuality:
     q25: list[float]
     median: list[float]
     q75: list[float]
+    # linear probe: held-out RMSE (m) of the end-effector xyz read linearly from the latents (`position_probe`)
+    probe_rmse_m: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def row(self) -> str:
-        return (f"| {self.name} | {self.spearman_all:.3f} | {self.spearman_near:.3f} | {self.frames} | "
-                f"{self.pairs} |")
+        return (f"| {self.name} | {self.spearman_all:.3f} | {self.spearman_near:.3f} | "
+                f"{100 * self.probe_rmse_m:.2f} | {self.frames} | {self.pairs} |")
 
 
 def encoder_from_spec(item: str) -> tuple[str, torch.nn.Module]:
@@ -88,6 +90,28 @@ def latent_l1_matrix(z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def position_probe(latents: torch.Tensor, xyz: torch.Tensor, *, seed: int = 0, ridge: float = 1.0) -> float:
+    """Held-out RMSE (m, over the 3 axes) of a ridge regression from the flattened latents [F, N*D] to the
+    end-effector xyz [F, 3]: fitted on a random half of the frames (seeded), scored on the other half. Whether the
+    arm's position can be read from the features at all (a random encoder's can, partly: the pixels carry it);
+    the mean position alone scores the positions' own spread."""
+    if len(latents) < 8:
+        raise ValueError(f"need at least 8 frames for the probe, got {len(latents)}")
+    perm = torch.randperm(len(latents), generator=torch.Generator().manual_seed(seed + 1))
+    tr, te = perm[: len(perm) // 2], perm[len(perm) // 2:]
+    x = latents.flatten(1).double()
+    mu, sd = x[tr].mean(0), x[tr].std(0).clamp_min(1e-6)
+    x = (x - mu) / sd
+    y = xyz.double()
+    ym = y[tr].mean(0)
+    # dual form (kernel ridge with a linear kernel): F/2 x F/2 instead of (N*D)^2
+    k = x[tr] @ x[tr].T
+    alpha = torch.linalg.solve(k + ridge * x.shape[1] ** 0.5 * torch.eye(len(tr), dtype=k.dtype), y[tr] - ym)
+    pred = x[te] @ (x[tr].T @ alpha) + ym
+    return float((pred - y[te]).pow(2).sum(1).mean().sqrt())
+
+
+@torch.no_grad()
 def energy_quality(latents: torch.Tensor, xyz: torch.Tensor, *, name: str = "encoder", near: float = 0.1,
                    max_frames: int | None = 400, seed: int = 0, bins: int = 12) -> EnergyQuality:
     """Diagnostic (a) on given frames.
@@ -121,7 +145,8 @@ def energy_quality(latents: torch.Tensor, xyz: torch.Tensor, *, name: str = "enc
     return EnergyQuality(name=name, spearman_all=_spearman(dz, dp),
                          spearman_near=_spearman(dz[close], dp[close]) if int(close.sum()) > 2 else float("nan"),
                          near_m=near, pairs=len(dz), frames=len(latents), bins_m=centres, q25=q25, median=med,
-                         q75=q75)
+                         q75=q75, probe_rmse_m=position_probe(latents, xyz, seed=seed) if len(latents) >= 8
+                         else float("nan"))
 
 
 def plot_energy_quality(results: Sequence[EnergyQuality], path: str | Path, title: str = "") -> Path:
@@ -154,7 +179,7 @@ def write_energy_report(results: Sequence[EnergyQuality], out_dir: str | Path, t
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = ["| encoder / camera | Spearman (all pairs) | Spearman (pairs < "
-            f"{100 * results[0].near_m:.0f} cm) | frames | pairs |", "|---|---|---|---|---|"]
+            f"{100 * results[0].near_m:.0f} cm) | xyz probe RMSE (cm) | frames | pairs |", "|---|---|---|---|---|---|"]
     rows += [r.row() for r in results]
     (out / "energy_quality.md").write_text("\n".join(rows) + "\n")
     (out / "energy_quality.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))

@@ -509,7 +509,7 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.total_steps, initial=step, desc="train-ac", unit="step", dynamic_ncols=True)
-    last_ckpt = None
+    last_ckpt = ckpts[-1] if ckpts else None  # a resumed run that has nothing left to do returns it
     acc = torch.zeros(2, dtype=torch.float64)
     acc_n = 0
     t0 = time.perf_counter()

@@ -114,12 +114,14 @@ def probe_encoder(encoder: VideoEncoder, episodes: list[str], max_frames: int = 
 
 
 @torch.no_grad()
-def action_inference(predictor: ActionConditionedPredictor, dataset: Any, step: float = 0.025) -> dict[str, float]:
+def action_inference(predictor: ActionConditionedPredictor, dataset: Any, step: float = 0.025,
+                     max_transitions: int | None = 600) -> dict[str, float]:
     """What the planner needs from the predictor: for each held-out transition (z_t, z_t+1), the xyz action on
     a 5x5x5 grid (+-2 * step) whose one-step prediction is closest (L1) to z_t+1, compared with the true
     action. Returns the per-axis sign accuracy (over |true| > 0.02 m; chance 0.5) and the mean error (m).
 
-    dataset: CachedClipDataset with frames_per_clip=2 (held-out episodes).
+    dataset: CachedClipDataset with frames_per_clip=2 (held-out episodes). max_transitions: at most this many,
+    evenly spaced over the dataset (None: all).
     """
     import itertools
 
@@ -128,7 +130,10 @@ def action_inference(predictor: ActionConditionedPredictor, dataset: Any, step: 
     predictor = predictor.eval()
     grid = torch.tensor(list(itertools.product([-2 * step, -step, 0.0, step, 2 * step], repeat=3)))
     hit, cnt, err = torch.zeros(3), torch.zeros(3), []
-    for i in range(len(dataset)):
+    n = len(dataset)
+    picks = range(n) if max_transitions is None or n <= max_transitions else \
+        sorted({int(i) for i in np.linspace(0, n - 1, max_transitions)})
+    for i in picks:
         b = dataset[i]
         z0, z1, true = b["latents"][0], b["latents"][1], b["actions"][0]
         a = torch.zeros(len(grid), 1, 7)
@@ -144,7 +149,7 @@ def action_inference(predictor: ActionConditionedPredictor, dataset: Any, step: 
         err.append(float((best - true[:3]).norm()))
     acc = (hit / cnt.clamp(min=1)).tolist()
     return {"sign_accuracy_x": acc[0], "sign_accuracy_y": acc[1], "sign_accuracy_z": acc[2],
-            "mean_error_m": float(np.mean(err)), "transitions": len(dataset)}
+            "mean_error_m": float(np.mean(err)), "transitions": len(err)}
 
 
 @torch.no_grad()
@@ -204,6 +209,20 @@ def episode_cameras(episodes: list[str]) -> list[str]:
         meta = json.loads((Path(e) / "meta.json").read_text())
         cams.add(str(meta.get("camera", "")))
     return sorted(cams)
+
+
+def episode_box(episodes: list[str]) -> list[list[float]] | None:
+    """[[x, y, z] low, [x, y, z] high]: the box the episodes' moves stayed in (their meta extra box_lo /
+    box_hi, as robot/collect.py and robot/generate.py record it; the union over episodes), or None."""
+    lo, hi = None, None
+    for e in episodes:
+        extra = json.loads((Path(e) / "meta.json").read_text()).get("extra", {})
+        if "box_lo" not in extra or "box_hi" not in extra:
+            return None
+        a, b = np.asarray(extra["box_lo"], dtype=np.float64), np.asarray(extra["box_hi"], dtype=np.float64)
+        lo = a if lo is None else np.minimum(lo, a)
+        hi = b if hi is None else np.maximum(hi, b)
+    return None if lo is None else [lo.tolist(), hi.tolist()]
 
 
 def _cache_stamp(episodes: list[str], encoder: VideoEncoder, size: int) -> dict[str, Any]:
@@ -308,6 +327,9 @@ def run(cfg: DemoConfig, *, probe: list[str] | None = None, export: str | None =
         sims = [c.partition(":")[2] for c in cameras if c.startswith("sim:")]
         if len(sims) == 1 and len(cameras) == 1:
             info["camera"] = sims[0]  # robot/run_mpc.py --sim and sim-eval use it when no camera is given
+        box = episode_box(eps)
+        if box is not None:
+            info["data_box"] = box  # robot/run_mpc.py warns about goals outside it
         path = save_safetensors(export, {"encoder": encoder, "predictor": predictor.eval()}, info=info)
         summary["export"] = {"path": str(path), "bytes": path.stat().st_size}
         _LOG.info("exported %s (%.2f MB)", path, path.stat().st_size / 1e6)
