@@ -133,7 +133,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--samples", type=int, default=64, help="samples per iteration (paper: 800)")
     c.add_argument("--topk", type=int, default=8, help="elites (paper: 10)")
     c.add_argument("--iterations", type=int, default=3, help="CEM iterations (paper: 10)")
-    c.add_argument("--horizon", type=int, default=2, help="actions per plan")
+    c.add_argument("--horizon", type=int, default=1,
+                   help="actions per plan (the energy scores the frame after the last one, so with 2+ the first "
+                        "action, the one executed, is only loosely pinned down; SIM_RECIPE.md)")
     c.add_argument("--keep-elites", action="store_true", help="carry each iteration's elites into the next (iCEM)")
     c.add_argument("--return-best", action="store_true", help="plan = better of final mean and best elite")
     c.add_argument("--coarse-iterations", type=int, default=0,

@@ -61,7 +61,7 @@ class EvalConfig:
     samples: int = 64
     topk: int = 8
     iterations: int = 3
-    horizon: int = 2
+    horizon: int = 1  # the energy scores the last predicted frame only: with 2+, the first action is not pinned down
     settle_timeout: float = 30.0
     camera: str = ""  # scene camera (robot.sim.CAMERAS); "" = robot.sim.DEFAULT_CAMERA
     reachable_only: bool = True  # draw goals and starts only where the arm reaches with the hand down

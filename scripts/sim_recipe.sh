@@ -10,12 +10,13 @@
 # episodes, checkpoints, caches and trials are kept and the step continues where it stopped.
 #
 #   bash scripts/sim_recipe.sh                    # the shipped model's settings (2-core CPU: see SIM_RECIPE.md)
-#   EPISODES=8 HELDOUT=2 PRETRAIN_STEPS=10 AC_STEPS=10 GOALS=1 CEILING=0 OUT=runs/smoke bash scripts/sim_recipe.sh
+#   EPISODES=6 HELDOUT=2 PRETRAIN_STEPS=6 AC_STEPS=6 GOALS=1 CEILING=0 OUT=runs/smoke bash scripts/sim_recipe.sh
 #
 # Settings (environment): OUT (runs/recipe), EPISODES (1700 x 12 moves = 20,400 transitions), CAMERA
-# (front_right), WORKERS (2), HELDOUT (24 episodes for diagnostic (a), seed 500), PRETRAIN_STEPS (2500, 0 = keep the random encoder), PRETRAIN_BATCH (16),
-# ENCODER (tiny64: the random encoder when PRETRAIN_STEPS=0), AC_STEPS (3000), GOALS (20), CEILING (1: run
-# diagnostic (b), ~25 min on 2 cores), EXPORT (OUT/world_model.safetensors; robot/assets/... to ship it).
+# (front_right), WORKERS (2), HELDOUT (24 episodes for diagnostic (a), seed 500), PRETRAIN_STEPS (10000; 0 keeps
+# the random encoder), PRETRAIN_BATCH (16), ENCODER (tiny64: the random encoder when PRETRAIN_STEPS=0),
+# AC_STEPS (3000), GOALS (20), CEILING (1: run diagnostic (b), ~25 min per encoder on one core),
+# EXPORT (OUT/world_model.safetensors; robot/assets/sim_demo_world_model.safetensors to ship it).
 # On a GPU machine (VJEPA_FAST_CUDA=ON bash scripts/setup.sh first) pretraining and the AC training use the GPU
 # (device=cuda), so steps 2-3 take minutes; generation and the closed loop stay on the CPU (MuJoCo, the robot).
 set -euo pipefail
@@ -24,7 +25,7 @@ OUT=${OUT:-runs/recipe}
 EPISODES=${EPISODES:-1700}
 CAMERA=${CAMERA:-front_right}
 WORKERS=${WORKERS:-2}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-10000}
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-16}
 AC_STEPS=${AC_STEPS:-3000}
 GOALS=${GOALS:-20}

@@ -217,3 +217,18 @@ def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--out", str(tmp_path / "y"), "--workers", "0"]) == 2
     assert "--workers must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()  # nothing written on a bad argument
+
+
+def test_rendering_then_triton_in_one_process() -> None:
+    """Mesa's llvmpipe and libtriton both carry an LLVM: a frame rendered before triton is first imported used
+    to kill the process (segmentation fault) when triton loaded; the renderer now loads triton first. Run in a
+    fresh interpreter, where nothing has imported triton yet."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    code = ("from robot.generate import SimScene\ns = SimScene('front_right', 32)\ns.render()\n"
+            "import torch._dynamo\nprint('alive')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    assert r.returncode == 0 and "alive" in r.stdout, (r.returncode, r.stderr[-2000:])

@@ -117,11 +117,10 @@ def test_oracle_reaches_a_goal_on_the_simulator(tmp_path):
 
 @pytest.mark.slow
 def test_shipped_model_gets_closer_on_unseen_goals(tmp_path):
-    """The short version of `vjepa-fast sim-eval` with the shipped model (robot/assets, trained on
-    robot.sim.DEFAULT_CAMERA): 3 unseen goals, 5 MPC steps each, the default planner. On the 6-goal run of
-    benchmarks/SIM_RECIPE.md it ended at a median of 2.5 cm from starts 6-10 cm away; here the median trial
-    must end closer than the median start, and at least 2 of the 3 trials closer than they started. (Not the
-    mean: one of these 3 goals is a known failure, 8 -> 24 cm, the arm walking steadily away; SIM_RECIPE.md.)"""
+    """The short version of `vjepa-fast sim-eval` with the shipped model (robot/assets: the pretrained tiny
+    encoder + AC predictor of benchmarks/SIM_RECIPE.md, 19/20 of its 20-goal run within 3 cm in 10 steps):
+    3 other unseen goals (seed 2000), 5 MPC steps each, the default planner. Every trial must end closer than
+    it started, and at least 2 of the 3 within sim-eval's success radius (3 cm) after those 5 steps."""
     from robot.sim_eval import evaluate
 
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -130,8 +129,8 @@ def test_shipped_model_gets_closer_on_unseen_goals(tmp_path):
     assert all(t.ok for t in trials), [t.reason for t in trials]
     start = np.array([t.start_distance for t in trials])
     final = np.array([t.final_distance for t in trials])
-    assert np.median(final) < np.median(start), (start, final)
-    assert int((final < start).sum()) >= 2, (start, final)
+    assert np.all(final < start), (start, final)
+    assert int((final <= cfg.success_m).sum()) >= 2, (start, final)
 
 
 def test_the_sim_camera_comes_from_the_model_file(tmp_path, caplog):
