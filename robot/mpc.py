@@ -203,9 +203,9 @@ class MPCRunner:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    from vjepa_fast.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def plot_episode(records: list[StepRecord], path: Path) -> None:

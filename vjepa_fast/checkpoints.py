@@ -24,6 +24,7 @@ from vjepa_fast.models.ac_predictor import ActionConditionedPredictor
 from vjepa_fast.models.config import GIANT_MLP_RATIO, ACPredictorConfig, EncoderConfig, PredictorConfig
 from vjepa_fast.models.encoder import VideoEncoder
 from vjepa_fast.models.predictor import MaskedPredictor
+from vjepa_fast.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -564,7 +565,7 @@ def save_hf(directory: PathLike, encoder: VideoEncoder, predictor: MaskedPredict
         "architectures": ["VJEPA2Model"],
         **hf_config_dict(encoder.config, predictor.config),
     }
-    _atomic_write_text(d / "config.json", json.dumps(config, indent=2))
+    atomic_write_text(d / "config.json", json.dumps(config, indent=2))
     tmp = d / f".model.safetensors.tmp-{os.getpid()}"
     save_file(to_hf_state_dict(encoder, predictor), str(tmp), metadata={"format": "pt"})
     os.replace(tmp, d / "model.safetensors")
@@ -596,12 +597,6 @@ def load_hf(directory: PathLike, *, attn_impl: str = "sdpa", map_location: Any =
 # ------------------------------------------------------------------------------------ our safetensors format
 
 _KIND_OF_CONFIG = {EncoderConfig: "encoder", PredictorConfig: "masked", ACPredictorConfig: "ac"}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _roles(model_or_models: Any, config: AnyConfig | None) -> dict[str, nn.Module]:

@@ -44,6 +44,7 @@ from torch.utils.data import Dataset
 
 from vjepa_fast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM, actions_from_states
+from vjepa_fast.fileio import atomic_write_bytes
 
 __all__ = [
     "EPISODE_FORMAT",
@@ -245,15 +246,6 @@ class FramePreprocess:
 # ----------------------------------------------------------------------------------------------- writer
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _vector(x: Any, size: int, name: str) -> list[float] | None:
     if x is None:
         return None
@@ -312,7 +304,7 @@ class EpisodeWriter:
         }
         if complete:
             meta["num_steps"] = self.num_steps
-        _atomic_write_bytes(self.path / "meta.json", json.dumps(meta, indent=1).encode())
+        atomic_write_bytes(self.path / "meta.json", json.dumps(meta, indent=1).encode())
 
     def append(
         self,

@@ -44,6 +44,8 @@ from torch.utils.data import Dataset
 
 from vjepa_fast.data.episodes import EpisodeSkipped, FramePreprocess, RobotEpisode, clip_starts
 from vjepa_fast.robotics.pose import actions_from_states
+from vjepa_fast.constants import TARGET_LN_EPS  # re-exported: data.latent_cache.TARGET_LN_EPS
+from vjepa_fast.fileio import atomic_write_text
 
 __all__ = [
     "CACHE_FORMAT",
@@ -60,7 +62,7 @@ _LOG = logging.getLogger(__name__)
 
 CACHE_FORMAT = "vjepa_fast.latent_cache"
 CACHE_VERSION = 1
-TARGET_LN_EPS = 1e-5
+
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -122,15 +124,13 @@ class FrameEncoder:
         return out.view(*lead, *out.shape[1:])
 
 
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1))
+
+
 def _to_storage(z: torch.Tensor, dtype: str) -> np.ndarray:
     """float [M, N, D] -> numpy uint16 bits of bf16 / fp16 (numpy has no bf16)."""
     return z.to(_DTYPES[dtype]).view(torch.int16).cpu().numpy().view(np.uint16)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def build_latent_cache(
@@ -227,7 +227,7 @@ def build_latent_cache(
             "episodes": episodes,
             "skipped": dict(skipped),
         }
-        _write_json_atomic(tmp / "header.json", header)
+        _write_json(tmp / "header.json", header)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)

@@ -26,7 +26,7 @@ from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM, rollout_states
 __all__ = ["PlanningModel", "WorldModel", "TARGET_LN_EPS", "check_rollout_inputs"]
 
 # Encoder outputs are normalised with F.layer_norm's default eps, as in the reference world model.
-TARGET_LN_EPS = 1e-5
+from vjepa_fast.constants import TARGET_LN_EPS  # noqa: E402
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 

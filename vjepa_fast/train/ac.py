@@ -37,6 +37,7 @@ from vjepa_fast.models import ACKVCache, ACPredictorConfig, ActionConditionedPre
 from vjepa_fast.precision import AMP_CHOICES, amp_dtype
 from vjepa_fast.train.optim import param_groups
 from vjepa_fast.train.schedule import warmup_constant_cooldown
+from vjepa_fast.constants import TARGET_LN_EPS  # re-exported: train.ac.TARGET_LN_EPS
 
 __all__ = [
     "ac_forward",
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-TARGET_LN_EPS = 1e-5
 
 
 # ----------------------------------------------------------------------------------------------- objective

@@ -30,6 +30,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from vjepa_fast.train.distributed import DistContext, barrier
+from vjepa_fast.fileio import atomic_write_text
 
 _LOG = logging.getLogger(__name__)
 _PREFIX = "step_"
@@ -48,15 +49,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class CheckpointManager:
@@ -104,11 +96,11 @@ class CheckpointManager:
         torch.save(rng_state(), tmp / f"rng_rank{self.ctx.rank}.pt")
         barrier(self.ctx)
         if self.ctx.is_main:
-            _atomic_write_text(tmp / "meta.json", json.dumps({"step": step, **meta}, indent=1, default=str))
+            atomic_write_text(tmp / "meta.json", json.dumps({"step": step, **meta}, indent=1, default=str))
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            _atomic_write_text(self.dir / "latest", name)
+            atomic_write_text(self.dir / "latest", name)
             for old in self.checkpoints()[: -self.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
         barrier(self.ctx)

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from vjepa_fast.constants import TARGET_LN_EPS
 from torch import nn
 
 
@@ -13,7 +15,7 @@ def normalized_targets(target_encoder: nn.Module, clips: torch.Tensor) -> torch.
     """layer_norm(target_encoder(clips)) without affine, eps 1e-5, no gradient. clips [B, C, T, H, W] -> [B, N, D]."""
     with torch.no_grad():
         h = target_encoder(clips)
-        return F.layer_norm(h, (h.size(-1),), eps=1e-5)
+        return F.layer_norm(h, (h.size(-1),), eps=TARGET_LN_EPS)
 
 
 def jepa_loss(
