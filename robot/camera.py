@@ -33,17 +33,6 @@ def _center_square(frame: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.BILINEAR))
 
 
-def _load_triton_first() -> None:
-    """Imports triton (when installed) before the first GL context. Mesa's software renderer (llvmpipe) and
-    triton's libtriton each bring their own LLVM; loaded in the order Mesa then triton, the process dies with a
-    segmentation fault as libtriton loads (seen: rendering a frame, then anything that imports torch._dynamo,
-    such as building an optimizer). Triton first, then Mesa, works."""
-    import importlib.util
-
-    if importlib.util.find_spec("triton") is not None:
-        import triton  # noqa: F401
-
-
 class SceneRenderer:
     """Renders the simulator's MuJoCo scene from a joint state (qpos) through one named camera: the one code
     path of the `sim` camera process and of robot/generate.py, so both give the same pixels for the same qpos.
@@ -56,7 +45,9 @@ class SceneRenderer:
 
     def __init__(self, model: Any, size: int, camera: str) -> None:
         os.environ.setdefault("MUJOCO_GL", "egl")
-        _load_triton_first()
+        from vjepa_fast.runtime import preload_triton
+
+        preload_triton()  # before Mesa's LLVM: see its docstring (a segfault otherwise)
         import mujoco
 
         if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
