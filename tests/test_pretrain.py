@@ -105,7 +105,7 @@ def test_presets_and_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "exc", "match"),
     [
-        (["optim.lr_peek=1"], ValueError, "unknown key 'lr_peek'"),
+        (["optim.lr_peek=1"], ValueError, "unknown config key 'optim.lr_peek'; did you mean 'optim.lr_peak'"),
         (["steps=ten"], TypeError, "steps must be an integer"),
         (["model=vit_tiny"], ValueError, "model must be one of"),
         (["data.crop_size=100"], ValueError, "multiple of 16"),

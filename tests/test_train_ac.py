@@ -130,16 +130,34 @@ def test_resume_is_exact(world_cache, tmp_path):
     train_ac(half, max_steps=4)
     resumed = train_ac(half)
     assert straight["step"] == resumed["step"] == 8
-    sa = torch.load(straight["checkpoint"], weights_only=True)
-    sb = torch.load(resumed["checkpoint"], weights_only=True)
-    for k, v in sa["model"].items():
-        assert torch.equal(v, sb["model"][k]), k
-    for pa, pb in zip(sa["optimizer"]["state"].values(), sb["optimizer"]["state"].values()):
+    ma, oa = _load_ckpt(straight["checkpoint"])
+    mb, ob = _load_ckpt(resumed["checkpoint"])
+    for k, v in ma.state_dict().items():
+        assert torch.equal(v, mb.state_dict()[k]), k
+    sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
+    assert len(sa) == len(sb) > 0
+    for pa, pb in zip(sa.values(), sb.values()):
         assert all(torch.equal(pa[k], pb[k]) for k in pa)
     la = (tmp_path / "a" / "log.csv").read_text().splitlines()
     lb = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert [r.split(",")[:5] for r in la] == [r.split(",")[:5] for r in lb]
-    assert len(list((tmp_path / "b" / "checkpoints").glob("step_*.pt"))) == 2
+    assert [p.name for p in (tmp_path / "b" / "checkpoints").glob("step_*")] == ["step_00000004", "step_00000008"]
+
+
+def _load_ckpt(path):
+    """(predictor, AdamW) restored from a train-ac checkpoint folder by the trainer's own checkpointer."""
+    from vjepa_fast.models import ActionConditionedPredictor
+    from vjepa_fast.train.checkpointing import CheckpointManager
+    from vjepa_fast.train.distributed import DistContext
+    from vjepa_fast.train.optim import param_groups
+
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    model = ActionConditionedPredictor(ACPredictorConfig.from_dict(meta["predictor_config"]))
+    opt = torch.optim.AdamW(param_groups(model, 0.04), lr=1e-4)
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), mode="none")
+    CheckpointManager(path.parent, ctx).load_state(path, {"model": model}, opt, trained="model")
+    return model, opt
 
 
 def test_cli_writes_logs_and_plots(world_cache, tmp_path):
@@ -150,11 +168,13 @@ def test_cli_writes_logs_and_plots(world_cache, tmp_path):
     run = tmp_path / "run"
     for name in ("log.csv", "eval.csv", "curves.png", "eval.png", "eval_table.txt", "config.json"):
         assert (run / name).is_file(), name
-    assert [p.name for p in (run / "checkpoints").glob("*.pt")] == ["step_00000004.pt"]
+    assert [p.name for p in (run / "checkpoints").glob("step_*")] == ["step_00000004"]
     rows = (run / "log.csv").read_text().splitlines()
     assert rows[0] == "step,lr,loss,tf_loss,ar_loss,seconds" and len(rows) == 5
-    with pytest.raises(ValueError, match="unknown train-ac config keys"):
+    with pytest.raises(ValueError, match="unknown config key 'bogus'"):
         ACTrainConfig.load(cfg_file, bogus=1)
+    with pytest.raises(ValueError, match="did you mean 'rollout_steps'"):
+        ACTrainConfig.load(cfg_file, rollout_step=1)
 
 
 def test_tiny_model_beats_copy_baseline(world_cache, tmp_path, capsys):
@@ -181,11 +201,16 @@ def test_tiny_model_beats_copy_baseline(world_cache, tmp_path, capsys):
 
 
 def _reload(cfg: ACTrainConfig):
+    from vjepa_fast.checkpoints import load_safetensors
     from vjepa_fast.models import ActionConditionedPredictor
+    from vjepa_fast.train.checkpointing import load_module_state
 
-    state = torch.load(Path(cfg.out_dir) / "checkpoints" / "step_00001200.pt", weights_only=True)
-    model = ActionConditionedPredictor(ACPredictorConfig.from_dict(json.loads(state["predictor_config"])))
-    model.load_state_dict(state["model"])
+    path = Path(cfg.out_dir) / "checkpoints" / "step_00001200"
+    meta = json.loads((path / "meta.json").read_text())
+    model = load_module_state(path, ActionConditionedPredictor(ACPredictorConfig.from_dict(meta["predictor_config"])))
+    exported = load_safetensors(Path(cfg.out_dir) / "predictor.safetensors").predictor
+    for k, v in model.state_dict().items():  # the export is the final checkpoint's predictor
+        assert torch.equal(v, exported.state_dict()[k]), k
     return model
 
 
@@ -207,7 +232,7 @@ def test_torchrun_ddp_two_processes(world_cache, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pt")] == ["step_00000004.pt"]
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")] == ["step_00000004"]
     # The same training in one process: a global batch of 16 (2 ranks x 8) is the same 16 clips, DDP averages
     # the two ranks' gradients and the log averages their losses, so the losses agree to fp32 reduction order
     # (as pretraining's DDP test: 2e-4), and so do the weights.
@@ -218,7 +243,7 @@ def test_torchrun_ddp_two_processes(world_cache, tmp_path):
     one_l = torch.tensor([[float(v) for v in r.split(",")[2:5]] for r in one_rows[1:]])
     assert two_l.shape == one_l.shape == (4, 3)
     torch.testing.assert_close(two_l, one_l, rtol=0, atol=2e-4)
-    s1 = torch.load(one["checkpoint"], weights_only=True)["model"]
-    s2 = torch.load(tmp_path / "run" / "checkpoints" / "step_00000004.pt", weights_only=True)["model"]
+    s1 = _load_ckpt(one["checkpoint"])[0].state_dict()
+    s2 = _load_ckpt(tmp_path / "run" / "checkpoints" / "step_00000004")[0].state_dict()
     for k, v in s1.items():
         torch.testing.assert_close(s2[k], v, rtol=0, atol=1e-4, msg=k)

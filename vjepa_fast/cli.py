@@ -41,11 +41,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from vjepa_fast.train.config import load_pretrain_config
+    from vjepa_fast.train.config import PretrainConfig, config_from_args
     from vjepa_fast.train.distributed import cleanup
     from vjepa_fast.train.pretrain import pretrain
 
-    cfg = load_pretrain_config(args.config, args.preset, args.overrides)
+    try:
+        cfg = config_from_args(args, PretrainConfig)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: vjepa-fast pretrain: {exc}") from None
     try:
         result = pretrain(cfg, resume=not args.no_resume, max_steps=args.max_steps, progress=not args.no_progress)
     finally:
@@ -232,19 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
 EMA target encoder, multi-block 3D masks, warmup-constant LR, optional cooldown at higher resolution).
 
 Configuration: a preset (tiny_cpu, vit_large, vit_huge, vit_giant), a TOML file (which may name its
-own `preset = "..."`), then KEY=VALUE overrides in TOML syntax, e.g.
+own `preset = "..."`; --preset wins over it), then KEY=VALUE overrides in TOML syntax, e.g.
+  vjepa-fast pretrain --config configs/pretrain_tiny_cpu.toml
   vjepa-fast pretrain --preset tiny_cpu data.sources='["videos/"]' steps=500
-  torchrun --nproc_per_node 8 -m vjepa_fast.cli pretrain --config vitl.toml optim.lr_peak=4e-4
+  torchrun --nproc_per_node 8 -m vjepa_fast.cli pretrain --config configs/pretrain_vitl.toml optim.lr_peak=4e-4
 Runs resume from the latest checkpoint in OUT_DIR/checkpoints unless --no-resume. Outputs in out_dir:
 metrics.csv, tensorboard/, loss.png, checkpoints/step_*/ (DCP, resumable on any process count),
 encoder.safetensors (the target encoder, for downstream use).""",
     )
-    p.add_argument("--config", default=None, help="TOML config file")
-    p.add_argument("--preset", default=None, help="preset to start from (default: the file's, else vit_large)")
+    from vjepa_fast.train.config import PretrainConfig, add_config_arguments
+
+    add_config_arguments(p, PretrainConfig, "vit_large")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps of this invocation")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr_peak=3e-4")
     p.set_defaults(func=_cmd_pretrain)
 
     sub.add_parser("sim-eval", add_help=False,
@@ -256,8 +260,8 @@ encoder.safetensors (the target encoder, for downstream use).""",
                         "(robot/ceiling.py; see `vjepa-fast energy-ceiling --help`)")
 
     sub.add_parser("train-ac", add_help=False,
-                   help="V-JEPA 2-AC post-training of the action-conditioned predictor (--config FILE; see "
-                        "`vjepa-fast train-ac --help`)")
+                   help="V-JEPA 2-AC post-training from recorded episodes or DROID (--config FILE or --preset; "
+                        "the latent cache is built when needed; see `vjepa-fast train-ac --help`)")
 
     p = sub.add_parser(
         "plan",

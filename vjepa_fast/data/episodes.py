@@ -59,6 +59,13 @@ __all__ = [
     "read_video_frames",
     "video_num_frames",
     "EpisodeClipDataset",
+    "PlannerPreprocess",
+    "is_droid_dir",
+    "expand_episode_source",
+    "read_robot_episode",
+    "episode_fingerprint",
+    "episode_cameras",
+    "episode_box",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -564,3 +571,103 @@ class EpisodeClipDataset(Dataset):
             "episode": ep_i,
             "start": start,
         }
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class PlannerPreprocess(FramePreprocess):
+    """The run-time (planner) preprocessing, `transforms.preprocess_image`: short side -> size*256/224, centre
+    crop, ImageNet normalisation. A FramePreprocess so a latent cache records it (and refuses a mismatch):
+    a predictor trained on latents made this way sees at training time what the planner feeds it."""
+
+    crop_aspect: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "kind": "eval_resize_center_crop"}
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        from vjepa_fast.data.transforms import preprocess_frames
+
+        if not isinstance(frames, torch.Tensor) or frames.dim() != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 [F, H, W, 3], got {getattr(frames, 'shape', type(frames))}")
+        return preprocess_frames(frames, self.size).permute(1, 0, 2, 3).contiguous()  # [F, 3, s, s]
+
+
+def is_droid_dir(path: str | os.PathLike) -> bool:
+    """A raw DROID trajectory folder (it holds trajectory.h5)."""
+    return (Path(path) / "trajectory.h5").is_file()
+
+
+def expand_episode_source(source: str | os.PathLike) -> list[str]:
+    """The episodes a training source names, in a stable order: an episode folder of ours (meta.json) or a
+    raw DROID trajectory folder (trajectory.h5) -> itself; a folder -> every such folder under it, sorted;
+    a list file -> the first column of each line (relative to the file; # comments), each expanded."""
+    p = Path(source)
+    if p.is_file():
+        out = []
+        for line in p.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                q = Path(line.split()[0])
+                out += expand_episode_source(q if q.is_absolute() else p.parent / q)
+        return out
+    if (p / "meta.json").is_file() or is_droid_dir(p):
+        return [str(p)]
+    if not p.is_dir():
+        raise FileNotFoundError(f"data source {p}: no episode folder, DROID trajectory folder, folder of them or "
+                                "list file there")
+    found = {m.parent for m in p.rglob("meta.json")} | {m.parent for m in p.rglob("trajectory.h5")}
+    return sorted(str(f) for f in found)
+
+
+def read_robot_episode(path: str | os.PathLike) -> RobotEpisode:
+    """One episode in either format: a raw DROID trajectory folder, else an episode folder of ours."""
+    if is_droid_dir(path):
+        from vjepa_fast.data.droid import read_droid_episode
+
+        return read_droid_episode(path)
+    return read_episode(path)
+
+
+def episode_fingerprint(paths: Sequence[str]) -> str:
+    """sha256 of the episode paths, in order, with the size and modification time of the files that hold
+    their states (meta.json + steps.jsonl, or trajectory.h5): a re-recorded or added episode changes it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for e in paths:
+        root = Path(e)
+        files = [root / "trajectory.h5"] if is_droid_dir(root) else [root / "meta.json", root / "steps.jsonl"]
+        h.update(str(root).encode())
+        for f in files:
+            st = f.stat() if f.is_file() else None
+            h.update(f"|{f.name}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def episode_cameras(episodes: Sequence[str]) -> list[str]:
+    """The distinct cameras our episodes were recorded with (meta.json "camera"), sorted ("" when absent,
+    e.g. DROID)."""
+    cams = set()
+    for e in episodes:
+        meta = Path(e) / "meta.json"
+        cams.add(str(json.loads(meta.read_text()).get("camera", "")) if meta.is_file() else "")
+    return sorted(cams)
+
+
+def episode_box(episodes: Sequence[str]) -> list[list[float]] | None:
+    """[[x, y, z] low, [x, y, z] high]: the box the episodes' moves stayed in (their meta extra box_lo /
+    box_hi, as robot/collect.py and robot/generate.py record it; the union over episodes), or None."""
+    lo, hi = None, None
+    for e in episodes:
+        meta = Path(e) / "meta.json"
+        extra = json.loads(meta.read_text()).get("extra", {}) if meta.is_file() else {}
+        if "box_lo" not in extra or "box_hi" not in extra:
+            return None
+        a, b = np.asarray(extra["box_lo"], dtype=np.float64), np.asarray(extra["box_hi"], dtype=np.float64)
+        lo = a if lo is None else np.minimum(lo, a)
+        hi = b if hi is None else np.maximum(hi, b)
+    return None if lo is None else [lo.tolist(), hi.tolist()]

@@ -54,6 +54,7 @@ __all__ = [
     "encoder_fingerprint",
     "FrameEncoder",
     "build_latent_cache",
+    "ensure_latent_cache",
     "LatentCache",
     "CachedClipDataset",
 ]
@@ -149,12 +150,14 @@ def build_latent_cache(
     min_frames: int = 1,
     overwrite: bool = False,
     progress: bool = False,
+    extra_header: dict[str, Any] | None = None,
 ) -> LatentCache:
     """Encode every (frame_stride-th) frame of every episode once and store the normalised latents.
 
     sources: episode paths (read with `reader`, e.g. `read_episode` or `read_droid_episode`) or RobotEpisodes.
     Episodes that fail to read or decode, or have fewer than `min_frames` cached frames, are skipped and
     counted (header "skipped"). chunk_frames: frames decoded at once (bounds memory for 720p video).
+    extra_header: more keys for header.json (e.g. what `ensure_latent_cache` checks freshness with).
     Returns the opened LatentCache.
     """
     if dtype not in _DTYPES:
@@ -226,6 +229,7 @@ def build_latent_cache(
             "normalized": True,
             "episodes": episodes,
             "skipped": dict(skipped),
+            **(extra_header or {}),
         }
         _write_json(tmp / "header.json", header)
         if out.exists():
@@ -238,6 +242,59 @@ def build_latent_cache(
         raise
     _LOG.info("latent cache %s: %d episodes, %d frames, skipped %s", out, len(episodes), offset, dict(skipped))
     return LatentCache(out)
+
+
+def ensure_latent_cache(
+    out_dir: str | os.PathLike,
+    episodes: Sequence[str],
+    encoder: nn.Module,
+    *,
+    preprocess: FramePreprocess,
+    reader: Callable[[str], RobotEpisode],
+    frame_stride: int = 1,
+    dtype: str = "bfloat16",
+    batch_size: int = 64,
+    amp_dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> tuple[LatentCache, bool]:
+    """The latent cache of `episodes` (paths) at `out_dir`: reused when fresh, else (re)built.
+
+    Fresh means: the same episode files in the same order (`episode_fingerprint`: paths, sizes and
+    modification times of the files holding their states), the same encoder weights and config, the same
+    preprocessing, frame_stride and storage dtype. Returns (cache, rebuilt).
+    """
+    from vjepa_fast.data.episodes import episode_fingerprint
+
+    stamp = {"episodes_sha256": episode_fingerprint(episodes), "episode_sources": len(episodes)}
+    out = Path(out_dir)
+    fingerprint = encoder_fingerprint(encoder)
+    if (out / "header.json").is_file():
+        try:
+            header = json.loads((out / "header.json").read_text())
+        except ValueError:
+            header = {}
+        why = None
+        if header.get("format") != CACHE_FORMAT or header.get("version") != CACHE_VERSION:
+            why = "another cache format"
+        elif header.get("episodes_sha256") != stamp["episodes_sha256"]:
+            why = "the episodes changed (added, removed or re-recorded)"
+        elif header.get("encoder") != fingerprint:
+            why = "another encoder"
+        elif header.get("preprocess") != preprocess.to_dict():
+            why = "other preprocessing"
+        elif header.get("frame_stride") != frame_stride or header.get("dtype") != dtype:
+            why = "another frame_stride or storage dtype"
+        if why is None:
+            _LOG.info("latent cache %s is fresh (same episodes, encoder and preprocessing): reused", out)
+            return LatentCache(out, fingerprint=fingerprint, preprocess=preprocess, frame_stride=frame_stride), False
+        _LOG.info("latent cache %s is stale (%s): rebuilding it", out, why)
+    else:
+        _LOG.info("no latent cache at %s: encoding %d episodes once", out, len(episodes))
+    cache = build_latent_cache(out, episodes, encoder, preprocess=preprocess, reader=reader,
+                               frame_stride=frame_stride, dtype=dtype, batch_size=batch_size, amp_dtype=amp_dtype,
+                               device=device, overwrite=True, progress=progress, extra_header=stamp)
+    return cache, True
 
 
 class LatentCache:

@@ -1,14 +1,16 @@
-"""V-JEPA 2-AC post-training (SPEC section 5): the teacher-forcing + rollout objective, a resumable training
-loop over a latent cache, and held-out evaluation.
+"""V-JEPA 2-AC post-training (SPEC section 5): from recorded episodes (ours or raw DROID) to a trained
+action-conditioned predictor, in one command.
 
-    vjepa-fast train-ac --config ac.toml            (the CLI calls `main(argv)`)
-    torchrun --nproc-per-node 8 -m vjepa_fast.train.ac --config ac.toml
+    vjepa-fast train-ac --config configs/ac_sim_tiny.toml [KEY=VALUE ...]
+    torchrun --nproc-per-node 8 -m vjepa_fast.train.ac --config configs/ac_droid_vitg.toml
 
-Objective (bit-compatible with Meta's droid training step; checked on the shared fixture):
-    h = normalised frame latents [B, T*N, D] (the latent cache stores layer_norm(encoder(frame)), no affine)
-    teacher forcing: tf_z = LN(P(h[:, :-N], a[:, :T-1], s[:, :T-1]))     predicts frames 1..T-1
-    rollout:         z = [h_0, tf_z_1]; for k = 2..R: z += LN(P(z, a[:, :k], s[:, :k]))[last frame]
-    tf_loss = mean|tf_z - h[:, N:]|,  ar_loss = mean|z[:, N:] - h[:, N:(R+1)N]|,  loss = tf_loss + ar_loss
+Steps: (1) the latent cache: every frame of `data.sources` encoded once by the frozen `data.encoder`, built
+when missing or stale and reused when fresh (`ensure_latent_cache`); (2) the teacher-forcing + rollout
+objective (`train.ac_objective`) on a train split of the episodes, resumable bit for bit from DCP
+checkpoints (`train.checkpointing`, the same checkpointer as pretraining), DDP under torchrun;
+(3) held-out evaluation against the copy-the-latent baselines (`train.ac_eval`); (4) OUT_DIR/predictor.safetensors
+and, with the encoder known, OUT_DIR/world_model.safetensors (encoder + predictor, with the camera and the
+data box of the episodes), which `robot/run_mpc.py --predictor FILE` plans with.
 """
 
 from __future__ import annotations
@@ -19,98 +21,42 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from vjepa_fast.models import ACKVCache, ACPredictorConfig, ActionConditionedPredictor
-from vjepa_fast.precision import AMP_CHOICES, amp_dtype
+from vjepa_fast.constants import TARGET_LN_EPS  # noqa: F401  (re-exported: train.ac.TARGET_LN_EPS)
+from vjepa_fast.models import ActionConditionedPredictor
+from vjepa_fast.precision import amp_dtype
+from vjepa_fast.train.ac_eval import ACEvalResult, ac_peak_memory, evaluate_ac
+from vjepa_fast.train.ac_objective import _ln, _unwrap, ac_forward, ac_losses  # noqa: F401  (re-exported)
+from vjepa_fast.train.config import ACDataConfig, ACTrainConfig, add_config_arguments, config_from_args
 from vjepa_fast.train.optim import param_groups
 from vjepa_fast.train.schedule import warmup_constant_cooldown
-from vjepa_fast.constants import TARGET_LN_EPS  # re-exported: train.ac.TARGET_LN_EPS
 
 __all__ = [
     "ac_forward",
     "ac_losses",
     "warmup_constant_decay",
+    "ACDataConfig",
     "ACTrainConfig",
     "ACEvalResult",
     "evaluate_ac",
+    "identity_init",
+    "prepare_latent_cache",
     "train_ac",
     "ac_peak_memory",
     "main",
 ]
 
 _LOG = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------------------------- objective
-
-
-def _ln(z: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(z, (z.size(-1),), eps=TARGET_LN_EPS)
-
-
-def _check_batch(latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, n: int) -> int:
-    if latents.dim() != 3 or latents.shape[1] % n:
-        raise ValueError(f"latents must be [B, T*N, D] with N = {n}, got {tuple(latents.shape)}")
-    t = latents.shape[1] // n
-    if t < 2:
-        raise ValueError(f"need at least 2 frames per clip, got {t}")
-    b = latents.shape[0]
-    if actions.dim() != 3 or tuple(actions.shape[:2]) != (b, t - 1):
-        raise ValueError(f"actions must be [B, T-1, A] = [{b}, {t - 1}, A], got {tuple(actions.shape)}")
-    if states.dim() != 3 or tuple(states.shape[:2]) not in ((b, t), (b, t - 1)):
-        raise ValueError(f"states must be [B, T, A] = [{b}, {t}, A], got {tuple(states.shape)}")
-    return t
-
-
-def ac_forward(
-    predictor: nn.Module, latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, rollout_steps: int = 2
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced and autoregressive predictions of the droid training step.
-
-    latents: [B, T*N, D] normalised frame latents (t-major); actions: [B, T-1, 7]; states: [B, T, 7]
-    (the last state is unused). rollout_steps R (clamped to T-1).
-    Returns tf_z [B, (T-1)*N, D] (predictions of frames 1..T-1) and ar_z [B, R*N, D] (frames 1..R).
-    """
-    n = _unwrap(predictor).config.tokens_per_frame
-    t = _check_batch(latents, actions, states, n)
-    r = max(1, min(int(rollout_steps), t - 1))
-    tf_z = _ln(predictor(latents[:, :-n], actions, states[:, : t - 1]))
-    z = torch.cat([latents[:, :n], tf_z[:, :n]], dim=1)
-    for k in range(2, r + 1):
-        nxt = _ln(predictor(z, actions[:, :k], states[:, :k]))[:, -n:]
-        z = torch.cat([z, nxt], dim=1)
-    return tf_z, z[:, n:]
-
-
-def ac_losses(
-    predictor: nn.Module, latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, rollout_steps: int = 2
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tf_loss, ar_loss): L1 of `ac_forward`'s predictions against the normalised latents (loss exp 1).
-
-    latents [B, T*N, D], actions [B, T-1, 7], states [B, T, 7]; the training loss is their sum.
-    """
-    n = _unwrap(predictor).config.tokens_per_frame
-    tf_z, ar_z = ac_forward(predictor, latents, actions, states, rollout_steps)
-    tf_loss = (tf_z - latents[:, n:]).abs().mean()
-    ar_loss = (ar_z - latents[:, n : n + ar_z.shape[1]]).abs().mean()
-    return tf_loss, ar_loss
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
 
 
 # ----------------------------------------------------------------------------------------------- schedule
@@ -127,271 +73,47 @@ def warmup_constant_decay(
                                     cooldown_steps=decay_steps)
 
 
-# ----------------------------------------------------------------------------------------------- evaluation
-
-
-@dataclass
-class ACEvalResult:
-    """Held-out L1 per horizon k = 1..K (lists indexed k-1).
-
-    teacher_forcing[k]: predict frame k from ground-truth frames 0..k-1 (one step ahead);
-    rollout[k]: predict frame k autoregressively from frame 0 only (k steps ahead; rollout[1] = tf[1]);
-    copy_1step[k] = |h_{k-1} - h_k| and copy_kstep[k] = |h_0 - h_k|: the "predict no change" baselines.
-    """
-
-    teacher_forcing: list[float]
-    rollout: list[float]
-    copy_1step: list[float]
-    copy_kstep: list[float]
-    num_clips: int
-
-    def table(self) -> str:
-        lines = [f"held-out L1 over {self.num_clips} clips",
-                 f"{'k':>3} | {'teacher-forcing':>15} {'copy h(k-1)':>12} {'gain':>6} | "
-                 f"{'rollout':>8} {'copy h(0)':>10} {'gain':>6}"]
-        for k in range(len(self.rollout)):
-            tf, c1, ar, ck = self.teacher_forcing[k], self.copy_1step[k], self.rollout[k], self.copy_kstep[k]
-            lines.append(f"{k + 1:>3} | {tf:>15.4f} {c1:>12.4f} {1 - tf / c1:>6.1%} | "
-                         f"{ar:>8.4f} {ck:>10.4f} {1 - ar / ck:>6.1%}")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def plot(self, path: str | os.PathLike) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        ks = list(range(1, len(self.rollout) + 1))
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot(ks, self.teacher_forcing, "o-", label="teacher forcing")
-        ax.plot(ks, self.rollout, "s-", label="rollout")
-        ax.plot(ks, self.copy_1step, "o--", color="gray", label="copy previous latent")
-        ax.plot(ks, self.copy_kstep, "s--", color="black", label="copy first latent")
-        ax.set_xlabel("k (steps ahead)")
-        ax.set_ylabel("held-out L1")
-        ax.set_xticks(ks)
-        ax.legend()
-        fig.tight_layout()
-        p = Path(path)
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        return p
+# ----------------------------------------------------------------------------------------------- init
 
 
 @torch.no_grad()
-def evaluate_ac(
-    predictor: nn.Module,
-    dataset: Dataset,
-    max_steps: int | None = None,
-    *,
-    batch_size: int = 16,
-    device: torch.device | str | None = None,
-    amp_dtype: torch.dtype | None = None,
-    max_batches: int | None = None,
-) -> ACEvalResult:
-    """Teacher-forcing and rollout L1 for k = 1..K on a clip dataset of latents (e.g. CachedClipDataset over
-    held-out episodes), with the copy-the-latent baselines. K = max_steps (default and at most T-1)."""
-    model = _unwrap(predictor)
-    was_training = model.training
-    model.eval()
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    n = model.config.tokens_per_frame
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    sums: dict[str, torch.Tensor] | None = None
-    count = 0
-    k_max = None
-    for bi, batch in enumerate(loader):
-        if max_batches is not None and bi >= max_batches:
-            break
-        h = batch["latents"].to(dev)  # [B, T, N, D]
-        a, s = batch["actions"].to(dev), batch["states"].to(dev)
-        b, t = h.shape[:2]
-        k_max = t - 1 if max_steps is None else min(int(max_steps), t - 1)
-        if sums is None:
-            sums = {name: torch.zeros(k_max, dtype=torch.float64) for name in ("tf", "ar", "c1", "ck")}
-        ctx = torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-        with ctx:
-            tf = _ln(model(h[:, :k_max].flatten(1, 2), a[:, :k_max], s[:, :k_max]).float()).view(b, k_max, n, -1)
-            cache = ACKVCache()
-            z = h[:, 0]
-            preds = []
-            for k in range(k_max):  # the KV cache keeps each rollout step to one new frame of compute
-                z = _ln(model(z, a[:, k : k + 1], s[:, k : k + 1], cache=cache).float())
-                preds.append(z)
-        ar = torch.stack(preds, dim=1)
-        target = h[:, 1 : k_max + 1]
-        per = lambda x: (x - target).abs().mean(dim=(2, 3)).sum(0).double().cpu()  # noqa: E731
-        sums["tf"] += per(tf)
-        sums["ar"] += per(ar)
-        sums["c1"] += per(h[:, :k_max])
-        sums["ck"] += per(h[:, :1].expand(-1, k_max, -1, -1))
-        count += b
-    model.train(was_training)
-    if not count:
-        raise ValueError("evaluate_ac: the dataset gave no clip")
-    mean = {k: (v / count).tolist() for k, v in sums.items()}
-    return ACEvalResult(mean["tf"], mean["ar"], mean["c1"], mean["ck"], count)
+def identity_init(predictor: nn.Module, seed: int = 0) -> nn.Module:
+    """Start the predictor at the copy baseline: output(frame t) = input latent of frame t, whatever the action.
 
-
-# ----------------------------------------------------------------------------------------------- config
-
-
-@dataclass
-class ACTrainConfig:
-    """Everything a `train-ac` run needs; load from a JSON or TOML file with `ACTrainConfig.load(path)`.
-
-    predictor: a preset of ACPredictorConfig ("vit_giant", "tiny") plus `predictor_overrides`; its embed_dim
-    and token grid must match the cache. init: None (from scratch), Meta's vjepa2-ac-vitg.pt, or a
-    vjepa_fast safetensors file holding an AC predictor. Steps count optimizer steps; one step is
-    grad_accum micro-batches of batch_size clips per rank.
+    predictor_embed = W (orthonormal columns, orthogonal to the all-ones vector, so the LayerNorm before
+    predictor_proj only rescales W z), predictor_proj = W^T, and every block's residual branch (attn.proj,
+    mlp.fc2) zero: each block is the identity. Training then only has to learn how the action changes the
+    latent. From a random init, a tiny predictor on 624 frames was still at the per-token mean (held-out L1
+    0.13 vs the copy baseline 0.075) after 550 steps: it had not learnt to pass the frame through.
     """
-
-    cache: str
-    out_dir: str = "runs/ac"
-    predictor: str = "vit_giant"
-    predictor_overrides: dict[str, Any] = field(default_factory=dict)
-    init: str | None = None
-    val_fraction: float = 0.1
-    frames_per_clip: int = 8
-    frame_step: int = 1
-    rollout_steps: int = 2
-    batch_size: int = 8
-    grad_accum: int = 1
-    total_steps: int = 1000
-    warmup_steps: int = 100
-    decay_steps: int = 100
-    lr_start: float = 7.5e-5
-    lr_peak: float = 4.25e-4
-    lr_final: float = 0.0
-    weight_decay: float = 0.04
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    amp: str = "auto"  # "auto" (bf16 autocast where the device does bf16 natively, else fp32), "bf16", "none"
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"
-    log_every: int = 10
-    eval_every: int = 0  # 0: evaluate at the end only
-    eval_max_steps: int | None = None
-    eval_batches: int | None = None
-    ckpt_every: int = 100
-    keep_checkpoints: int = 3
-    resume: bool = True
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.amp not in AMP_CHOICES:
-            raise ValueError(f"amp must be one of {AMP_CHOICES}, got {self.amp!r}")
-        for name in ("batch_size", "grad_accum", "total_steps", "frame_step", "rollout_steps", "log_every",
-                     "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.frames_per_clip < 2:
-            raise ValueError(f"frames_per_clip must be >= 2, got {self.frames_per_clip}")
-        if not hasattr(ACPredictorConfig, self.predictor):
-            raise ValueError(f"unknown ACPredictorConfig preset {self.predictor!r} (e.g. 'vit_giant', 'tiny')")
-        self.betas = tuple(self.betas)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, **overrides: Any) -> ACTrainConfig:
-        p = Path(path)
-        if p.suffix == ".toml":
-            from vjepa_fast.train.config import tomllib
-
-            data = tomllib.loads(p.read_text())
-        else:
-            data = json.loads(p.read_text())
-        data = {**data, **overrides}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown train-ac config keys in {p}: {unknown}")
-        return cls(**data)
-
-    def predictor_config(self) -> ACPredictorConfig:
-        return getattr(ACPredictorConfig, self.predictor)(**self.predictor_overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(d["betas"])
-        return d
-
-
-# ----------------------------------------------------------------------------------------------- data order
-
-
-class _ClipBatches:
-    """Endless per-rank batches of clip indices: epoch e is a permutation seeded by (seed, e), cut into global
-    batches of batch_size * world (the tail is dropped); rank r takes its slice. Starting at micro-batch
-    `start` (= micro-batches already consumed) resumes the exact order."""
-
-    def __init__(self, num: int, batch_size: int, world: int, rank: int, seed: int, start: int = 0) -> None:
-        self.num, self.batch, self.world, self.rank, self.seed, self.start = num, batch_size, world, rank, seed, start
-        self.per_epoch = num // (batch_size * world)
-        if self.per_epoch < 1:
-            raise ValueError(f"{num} training clips < one global batch of {batch_size * world}")
-
-    def __iter__(self):
-        c, epoch, perm = self.start, None, None
-        while True:
-            e, b = divmod(c, self.per_epoch)
-            if e != epoch:
-                epoch = e
-                perm = torch.randperm(self.num, generator=torch.Generator().manual_seed(self.seed * 100_003 + e))
-            g = perm[b * self.batch * self.world : (b + 1) * self.batch * self.world]
-            yield g[self.rank * self.batch : (self.rank + 1) * self.batch].tolist()
-            c += 1
-
-
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-
-def _ckpt_dir(out_dir: Path) -> Path:
-    return out_dir / "checkpoints"
-
-
-def _list_ckpts(out_dir: Path) -> list[Path]:
-    d = _ckpt_dir(out_dir)
-    return sorted(d.glob("step_*.pt")) if d.is_dir() else []
-
-
-def _save_ckpt(out_dir: Path, state: dict[str, Any], step: int, keep: int) -> Path:
-    d = _ckpt_dir(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"step_{step:08d}.pt"
-    tmp = d / f".{path.name}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    for old in _list_ckpts(out_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ----------------------------------------------------------------------------------------------- training
+    emb, proj = predictor.predictor_embed, predictor.predictor_proj
+    width, dim = emb.weight.shape
+    if dim > width - 1:
+        raise ValueError(f"identity init needs predictor_embed_dim > embed_dim, got {width} <= {dim}")
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(width, dim, generator=g, dtype=torch.float64)
+    ones = torch.ones(width, 1, dtype=torch.float64) / width**0.5
+    a -= ones @ (ones.T @ a)
+    q, _ = torch.linalg.qr(a)  # [width, dim], orthonormal columns in the complement of ones
+    emb.weight.copy_(q.float())
+    emb.bias.zero_()
+    proj.weight.copy_(q.T.float())
+    proj.bias.zero_()
+    for blk in predictor.predictor_blocks:
+        for lin in (blk.attn.proj, blk.mlp.fc2):
+            lin.weight.zero_()
+            lin.bias.zero_()
+    return predictor
 
 
 def _build_predictor(cfg: ACTrainConfig, tokens: int, dim: int) -> ActionConditionedPredictor:
-    pcfg = cfg.predictor_config()
-    if cfg.init:
+    pcfg = cfg.predictor_config(tokens, dim)
+    if cfg.init and cfg.init != "identity":
         from vjepa_fast.checkpoints import load_official, load_safetensors
 
         init = Path(cfg.init)
+        if not init.is_file():
+            raise FileNotFoundError(f"init {init} does not exist (init: '', 'identity' or a checkpoint file)")
         models = load_safetensors(init) if init.suffix == ".safetensors" else load_official(init)
         if models.kind != "ac" or models.predictor is None:
             raise ValueError(f"init {init} holds no action-conditioned predictor (kind {models.kind!r})")
@@ -405,6 +127,8 @@ def _build_predictor(cfg: ACTrainConfig, tokens: int, dim: int) -> ActionConditi
     else:
         torch.manual_seed(cfg.seed)
         model = ActionConditionedPredictor(pcfg)
+        if cfg.init == "identity":
+            identity_init(model, cfg.seed)
     if pcfg.embed_dim != dim or pcfg.tokens_per_frame != tokens:
         raise ValueError(
             f"predictor expects {pcfg.tokens_per_frame} tokens of width {pcfg.embed_dim} per frame, the cache holds "
@@ -413,6 +137,120 @@ def _build_predictor(cfg: ACTrainConfig, tokens: int, dim: int) -> ActionConditi
     if cfg.frames_per_clip > pcfg.max_steps:
         raise ValueError(f"frames_per_clip {cfg.frames_per_clip} > predictor max_steps {pcfg.max_steps}")
     return model
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def load_frozen_encoder(spec: str) -> nn.Module:
+    """The frozen encoder `data.encoder` names: a .safetensors file (its encoder), Meta's .pt, or
+    random:PRESET[@IMG] (random weights, seed 0)."""
+    from vjepa_fast.diagnostics import encoder_from_spec
+
+    try:
+        return encoder_from_spec(f"encoder={spec}")[1].eval()
+    except ValueError as exc:
+        raise ValueError(f"data.encoder {spec!r}: {exc}") from exc
+
+
+def _preprocess(cfg: ACTrainConfig, encoder: nn.Module):
+    from vjepa_fast.data.episodes import FramePreprocess, PlannerPreprocess
+
+    img = encoder.config.img_size
+    size = img if isinstance(img, int) else int(img[0])
+    return PlannerPreprocess(size=size) if cfg.data.preprocess == "planner" else FramePreprocess.droid(size)
+
+
+def _source_episodes(cfg: ACTrainConfig) -> list[list[str]]:
+    from vjepa_fast.data.episodes import expand_episode_source
+
+    per_source = []
+    for src in cfg.data.sources:
+        eps = expand_episode_source(src)
+        if not eps:
+            raise ValueError(f"data source {src} holds no episode (our meta.json folders or DROID trajectory.h5)")
+        per_source.append(eps)
+    return per_source
+
+
+def prepare_latent_cache(cfg: ACTrainConfig, *, is_main: bool = True, distributed: bool = False,
+                         device: torch.device | None = None):
+    """The LatentCache a run trains on: with `data.sources`, built (rank 0) when missing or stale and reused
+    when fresh; without, the existing `cache`. Returns (cache, per-source episode lists or None)."""
+    from vjepa_fast.data.episodes import read_robot_episode
+    from vjepa_fast.data.latent_cache import LatentCache, ensure_latent_cache
+
+    if not cfg.data.sources:
+        if not cfg.cache:
+            raise ValueError("set data.sources (episode folders to train on) or cache (a built latent cache)")
+        return LatentCache(cfg.cache), None
+    per_source = _source_episodes(cfg)
+    episodes = [e for eps in per_source for e in eps]
+    if len(set(episodes)) != len(episodes):
+        raise ValueError("data.sources name an episode more than once: use data.weights to weight a source")
+    if is_main:
+        encoder = load_frozen_encoder(cfg.data.encoder)
+        enc_device = device if device is not None and device.type == "cuda" else None
+        enc_amp = amp_dtype(cfg.amp, device, what="latent-cache encoding") if enc_device is not None else None
+        ensure_latent_cache(cfg.cache_dir, episodes, encoder, preprocess=_preprocess(cfg, encoder),
+                            reader=read_robot_episode, frame_stride=cfg.data.frame_stride, dtype=cfg.data.cache_dtype,
+                            batch_size=cfg.data.encode_batch_size, amp_dtype=enc_amp, device=enc_device,
+                            progress=cfg.progress)
+    if distributed:
+        torch.distributed.barrier()  # the other ranks wait for rank 0's cache
+    return LatentCache(cfg.cache_dir), per_source
+
+
+def _clip_weights(cfg: ACTrainConfig, dataset: Dataset, cache, per_source: list[list[str]] | None):
+    """Per-clip sampling weights [len(dataset)] so each source gets its data.weights share of the clips, or
+    None (uniform over clips, every clip once per epoch) when no weights are set."""
+    if not cfg.data.weights or per_source is None:
+        return None
+    group = {str(Path(e)): i for i, eps in enumerate(per_source) for e in eps}
+    src_of_ep = [group.get(str(Path(k)), -1) for k in cache.keys]
+    clip_src = torch.tensor([src_of_ep[dataset.window(i)[0]] for i in range(len(dataset))])
+    w = torch.tensor(cfg.data.weights, dtype=torch.float64)
+    counts = torch.bincount(clip_src.clamp(min=0), minlength=len(w)).double()
+    present = counts > 0
+    if not bool((w[present] > 0).any()):
+        raise ValueError(f"data.weights {cfg.data.weights} give no weight to any source with training clips")
+    per_clip = torch.where(clip_src >= 0, (w / counts.clamp(min=1))[clip_src.clamp(min=0)], torch.zeros(()))
+    return per_clip / per_clip.sum()
+
+
+class _ClipBatches:
+    """Endless per-rank batches of clip indices: epoch e is a permutation seeded by (seed, e) (or, with
+    per-clip `weights`, as many clips drawn with replacement by weight), cut into global batches of
+    batch_size * world (the tail is dropped); rank r takes its slice. Starting at micro-batch `start`
+    (= micro-batches already consumed) resumes the exact order."""
+
+    def __init__(self, num: int, batch_size: int, world: int, rank: int, seed: int, start: int = 0,
+                 weights: torch.Tensor | None = None) -> None:
+        self.num, self.batch, self.world, self.rank, self.seed, self.start = num, batch_size, world, rank, seed, start
+        self.weights = weights
+        self.per_epoch = num // (batch_size * world)
+        if self.per_epoch < 1:
+            raise ValueError(f"{num} training clips < one global batch of {batch_size * world}")
+
+    def _epoch(self, e: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + e)
+        if self.weights is None:
+            return torch.randperm(self.num, generator=g)
+        return torch.multinomial(self.weights, self.num, replacement=True, generator=g)
+
+    def __iter__(self):
+        c, epoch, perm = self.start, None, None
+        while True:
+            e, b = divmod(c, self.per_epoch)
+            if e != epoch:
+                epoch = e
+                perm = self._epoch(e)
+            g = perm[b * self.batch * self.world : (b + 1) * self.batch * self.world]
+            yield g[self.rank * self.batch : (self.rank + 1) * self.batch].tolist()
+            c += 1
+
+
+# ----------------------------------------------------------------------------------------------- outputs
 
 
 def _plot_curves(log_csv: Path, png: Path) -> None:
@@ -439,15 +277,76 @@ def _plot_curves(log_csv: Path, png: Path) -> None:
     os.replace(tmp, png)
 
 
-def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, Any]:
-    """Train (or resume) an AC predictor on a latent cache; returns {"step", "eval", "out_dir", "checkpoint"}.
+def _run_eval(model, val_ds, cfg, device, step, eval_csv, final: bool = False) -> ACEvalResult:
+    # Evaluation autocasts only on the GPU: on a CPU the k-step L1 is compared against fp32 baselines.
+    eval_amp = amp_dtype(cfg.amp, device, what="train-ac autocast") if device.type == "cuda" else None
+    res = evaluate_ac(model, val_ds, cfg.eval_max_steps, batch_size=cfg.batch_size, device=device,
+                      amp_dtype=eval_amp, max_batches=cfg.eval_batches)
+    new = not eval_csv.exists()
+    with open(eval_csv, "a") as f:
+        if new:
+            f.write("step,k,teacher_forcing,rollout,copy_1step,copy_kstep\n")
+        for k in range(len(res.rollout)):
+            f.write(f"{step},{k + 1},{res.teacher_forcing[k]:.6f},{res.rollout[k]:.6f},"
+                    f"{res.copy_1step[k]:.6f},{res.copy_kstep[k]:.6f}\n")
+    _LOG.info("step %d\n%s", step, res.table())
+    if final:
+        out = eval_csv.parent
+        (out / "eval_table.txt").write_text(res.table() + "\n")
+        res.plot(out / "eval.png")
+    return res
 
-    max_steps: stop after this many optimizer steps in total (for tests and preemption drills); the LR
-    schedule still follows cfg.total_steps. With cfg.resume the run continues from the newest checkpoint in
-    out_dir/checkpoints bit-exactly (model, AdamW, step, data position, RNG).
-    Launched by torchrun (WORLD_SIZE > 1), it runs DDP (NCCL on GPU, gloo on CPU); rank 0 writes files.
+
+def _export(cfg: ACTrainConfig, model: ActionConditionedPredictor, per_source: list[list[str]] | None,
+            step: int) -> dict[str, str]:
+    """OUT_DIR/predictor.safetensors, and world_model.safetensors (encoder + predictor) when the run knows its
+    encoder, recording the camera and the data box of the episodes (robot/run_mpc.py uses and checks them)."""
+    from vjepa_fast.checkpoints import save_safetensors
+    from vjepa_fast.data.episodes import episode_box, episode_cameras
+
+    out = Path(cfg.out_dir)
+    predictor = ActionConditionedPredictor(model.config)
+    predictor.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    info: dict[str, Any] = {"recipe": "vjepa-fast train-ac", "steps": step, "init": cfg.init or "random"}
+    files = {"predictor": str(save_safetensors(out / "predictor.safetensors", predictor.eval(), info=info))}
+    if cfg.data.encoder and per_source is not None:
+        episodes = [e for eps in per_source for e in eps]
+        info.update({"encoder": cfg.data.encoder, "episodes": len(episodes)})
+        cameras = episode_cameras(episodes)
+        sims = [c.partition(":")[2] for c in cameras if c.startswith("sim:")]
+        if len(sims) == 1 and len(cameras) == 1:
+            info["camera"] = sims[0]  # robot/run_mpc.py --sim and sim-eval use it when no camera is given
+        box = episode_box(episodes)
+        if box is not None:
+            info["data_box"] = box  # robot/run_mpc.py warns about goals outside it
+        encoder = load_frozen_encoder(cfg.data.encoder)
+        files["world_model"] = str(save_safetensors(out / "world_model.safetensors",
+                                                    {"encoder": encoder, "predictor": predictor.eval()}, info=info))
+    return files
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def _legacy_checkpoint(out: Path) -> Path | None:
+    """The newest `checkpoints/step_*.pt` of a run made before train-ac used DCP checkpoints."""
+    found = sorted((out / "checkpoints").glob("step_*.pt")) if (out / "checkpoints").is_dir() else []
+    return found[-1] if found else None
+
+
+def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, Any]:
+    """Train (or resume) an AC predictor; returns {"step", "eval", "out_dir", "checkpoint", "files"}.
+
+    The latents: `prepare_latent_cache` (built from data.sources when missing or stale). max_steps: stop after
+    this many optimizer steps in total (for tests and preemption drills); the LR schedule still follows
+    cfg.total_steps. With cfg.resume the run continues from the newest checkpoint in out_dir/checkpoints
+    bit-exactly (model, AdamW, step, data position, RNG). Launched by torchrun (WORLD_SIZE > 1), it runs DDP
+    (NCCL on GPU, gloo on CPU); rank 0 writes the logs and exports. "checkpoint" is the newest checkpoint
+    folder (DCP; `train.checkpointing.load_module_state(path, predictor)` reads its weights).
     """
-    from vjepa_fast.data.latent_cache import CachedClipDataset, LatentCache
+    from vjepa_fast.data.latent_cache import CachedClipDataset
+    from vjepa_fast.train.checkpointing import CheckpointManager
+    from vjepa_fast.train.distributed import DistContext
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -462,12 +361,14 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
             torch.cuda.set_device(device)
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
+    ctx = DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device,
+                      mode="ddp" if distributed else "none")
     out = Path(cfg.out_dir)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
-    cache = LatentCache(cfg.cache)
+    cache, per_source = prepare_latent_cache(cfg, is_main=is_main, distributed=distributed, device=device)
     train_eps, val_eps = cache.split(cfg.val_fraction, seed=cfg.seed)
     train_ds = CachedClipDataset(cache, frames_per_clip=cfg.frames_per_clip, frame_step=cfg.frame_step,
                                  episodes=train_eps)
@@ -475,16 +376,22 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
                                episodes=val_eps)
     model = _build_predictor(cfg, cache.tokens, cache.dim).to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr_start, betas=cfg.betas, eps=cfg.eps)
+    ckpt = CheckpointManager(out / "checkpoints", ctx, keep_last=cfg.keep_checkpoints)
     step = 0
-    ckpts = _list_ckpts(out) if cfg.resume else []
-    if ckpts:
-        state = torch.load(ckpts[-1], map_location=device, weights_only=True)
+    latest = ckpt.latest() if cfg.resume else None
+    legacy = _legacy_checkpoint(out) if cfg.resume and latest is None else None
+    if latest is not None:
+        meta = ckpt.load_state(latest, {"model": model}, opt, trained="model")
+        step = int(meta["step"])
+        if is_main:
+            _LOG.info("resumed from %s (step %d)", latest, step)
+    elif legacy is not None:  # a run from before the DCP checkpoints: its torch.save file (tensors only)
+        state = torch.load(legacy, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-        _set_rng_state(state["rng"])
-        if is_main:
-            _LOG.info("resumed from %s (step %d)", ckpts[-1], step)
+        torch.set_rng_state(state["rng"]["torch"])
+        _LOG.info("resumed from the older checkpoint %s (step %d)", legacy, step)
     else:
         torch.manual_seed(cfg.seed + 1 + rank)
     train_model: nn.Module = model
@@ -494,7 +401,9 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
         )
-    batches = _ClipBatches(len(train_ds), cfg.batch_size, world, rank, cfg.seed, start=step * cfg.grad_accum)
+    weights = _clip_weights(cfg, train_ds, cache, per_source)
+    batches = _ClipBatches(len(train_ds), cfg.batch_size, world, rank, cfg.seed, start=step * cfg.grad_accum,
+                           weights=weights)
     loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     it = iter(loader)
@@ -509,7 +418,7 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.total_steps, initial=step, desc="train-ac", unit="step", dynamic_ncols=True)
-    last_ckpt = ckpts[-1] if ckpts else None  # a resumed run that has nothing left to do returns it
+    last_ckpt = latest or legacy  # a resumed run that has nothing left to do returns it
     acc = torch.zeros(2, dtype=torch.float64)
     acc_n = 0
     t0 = time.perf_counter()
@@ -551,14 +460,10 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
             acc.zero_()
             acc_n = 0
         if step % cfg.ckpt_every == 0 or step == end:
+            meta = {"world_size": world, "config": cfg.to_dict(), "predictor_config": model.config.to_dict()}
+            last_ckpt = ckpt.save_state(step, {"model": model}, opt, meta, trained="model")
             if is_main:
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                         "rng": _rng_state(), "config": json.dumps(cfg.to_dict()),
-                         "predictor_config": json.dumps(model.config.to_dict())}
-                last_ckpt = _save_ckpt(out, state, step, cfg.keep_checkpoints)
                 _plot_curves(log_csv, out / "curves.png")
-            if distributed:
-                torch.distributed.barrier()
         if is_main and cfg.eval_every and step % cfg.eval_every == 0 and step != end:
             _run_eval(model, val_ds, cfg, device, step, eval_csv)
     if bar is not None:
@@ -566,92 +471,54 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
     result: dict[str, Any] = {"step": step, "out_dir": str(out), "checkpoint": str(last_ckpt) if last_ckpt else None}
     if is_main:
         result["eval"] = _run_eval(model, val_ds, cfg, device, step, eval_csv, final=True)
+        result["files"] = _export(cfg, model, per_source, step)
     if distributed:
         torch.distributed.barrier()
     return result
 
 
-def _run_eval(model, val_ds, cfg, device, step, eval_csv, final: bool = False) -> ACEvalResult:
-    # Evaluation autocasts only on the GPU: on a CPU the k-step L1 is compared against fp32 baselines.
-    eval_amp = amp_dtype(cfg.amp, device, what="train-ac autocast") if device.type == "cuda" else None
-    res = evaluate_ac(model, val_ds, cfg.eval_max_steps, batch_size=cfg.batch_size, device=device,
-                      amp_dtype=eval_amp, max_batches=cfg.eval_batches)
-    new = not eval_csv.exists()
-    with open(eval_csv, "a") as f:
-        if new:
-            f.write("step,k,teacher_forcing,rollout,copy_1step,copy_kstep\n")
-        for k in range(len(res.rollout)):
-            f.write(f"{step},{k + 1},{res.teacher_forcing[k]:.6f},{res.rollout[k]:.6f},"
-                    f"{res.copy_1step[k]:.6f},{res.copy_kstep[k]:.6f}\n")
-    _LOG.info("step %d\n%s", step, res.table())
-    if final:
-        out = eval_csv.parent
-        (out / "eval_table.txt").write_text(res.table() + "\n")
-        res.plot(out / "eval.png")
-    return res
-
-
-# ----------------------------------------------------------------------------------------------- memory
-
-
-def ac_peak_memory(
-    config: ACPredictorConfig | None = None, *, batch: int = 8, frames: int = 8, amp: bool = True,
-    device: str = "cuda", rollout_steps: int = 2,
-) -> dict[str, float]:
-    """Peak GPU memory (GiB) of one training step (forward + backward + AdamW) of `ac_losses` at the given
-    shapes; default: the official predictor (ViT-g widths), batch 8, 8 frames of 256 + 2 tokens."""
-    if not torch.cuda.is_available():
-        raise RuntimeError("ac_peak_memory needs a CUDA device")
-    config = config or ACPredictorConfig.vit_giant()
-    dev = torch.device(device)
-    model = ActionConditionedPredictor(config).to(dev)
-    opt = torch.optim.AdamW(param_groups(model, 0.04), lr=1e-4)
-    n = config.tokens_per_frame
-    z = _ln(torch.randn(batch, frames * n, config.embed_dim, device=dev))
-    a = torch.randn(batch, frames - 1, config.action_dim, device=dev)
-    s = torch.randn(batch, frames, config.action_dim, device=dev)
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
-    for _ in range(2):  # the second step has AdamW state allocated: that is the steady-state peak
-        torch.cuda.reset_peak_memory_stats(dev)
-        with ctx:
-            tf, ar = ac_losses(model, z, a, s, rollout_steps)
-        (tf + ar).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize(dev)
-    return {"peak_gib": torch.cuda.max_memory_allocated(dev) / 2**30,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
-
-
 # ----------------------------------------------------------------------------------------------- CLI
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vjepa-fast train-ac",
+        description=__doc__.split("\n\n", 1)[0] + """
+
+From recorded episodes in one command: point data.sources at the folders robot/collect.py or
+robot/generate.py wrote (or raw DROID trajectory folders, or .txt lists of them; data.weights weights them)
+and data.encoder at the frozen encoder; the latent cache is built when missing or stale and reused when
+fresh. Examples:
+  vjepa-fast train-ac --config configs/ac_sim_tiny.toml
+  vjepa-fast train-ac --preset sim_tiny data.sources='["data/sim_random"]' total_steps=300
+  torchrun --nproc-per-node 8 -m vjepa_fast.train.ac --config configs/ac_droid_vitg.toml
+Outputs in out_dir: log.csv, curves.png, eval.csv, eval_table.txt, eval.png, checkpoints/step_*/ (DCP,
+resumable bit for bit), predictor.safetensors and world_model.safetensors (robot/run_mpc.py --predictor).""",
+    )
+    add_config_arguments(parser, ACTrainConfig, None)
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (schedule unchanged)")
+    parser.add_argument("--no-resume", action="store_true", help="train from scratch even if checkpoints exist")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`vjepa-fast train-ac --config FILE [--set key=value ...] [--eval-only]`."""
-    parser = argparse.ArgumentParser(prog="vjepa-fast train-ac", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="JSON or TOML file with ACTrainConfig fields")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field (VALUE parsed as JSON when possible)")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (schedule unchanged)")
+    """`vjepa-fast train-ac [--preset NAME] [--config FILE] [KEY=VALUE ...] [--set KEY=VALUE ...]`."""
+    parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    overrides = {}
-    for item in args.set:
-        if "=" not in item or not re.match(r"^[A-Za-z_]\w*=", item):
-            parser.error(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        overrides[k] = _parse_value(v)
+    if args.config is None and args.preset is None:
+        parser.error("give --config FILE (e.g. configs/ac_sim_tiny.toml) or --preset NAME")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = ACTrainConfig.load(args.config, **overrides)
+    try:
+        cfg = config_from_args(args, ACTrainConfig)
+        if args.no_resume:
+            cfg = dataclasses.replace(cfg, resume=False)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        parser.error(str(exc))
     result = train_ac(cfg, max_steps=args.max_steps)
     if "eval" in result:
         print(result["eval"].table())
+        for kind, path in result.get("files", {}).items():
+            print(f"{kind}: {path}")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0

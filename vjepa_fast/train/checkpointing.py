@@ -1,10 +1,12 @@
-"""Atomic, resumable training checkpoints through torch.distributed.checkpoint (DCP).
+"""Atomic, resumable training checkpoints through torch.distributed.checkpoint (DCP), for both trainers
+(pretraining: student + target encoder + AdamW; train-ac: the AC predictor + AdamW).
 
 One code path for 1 process, DDP and FSDP2: every rank writes its shards of the model and optimizer state
 into `step_XXXXXXXX.tmp/`; after a barrier rank 0 renames it to `step_XXXXXXXX/` and updates `latest`
 (write-then-rename), so a kill at any moment leaves the previous checkpoint intact and never a partial one
 under a final name. DCP reshards on load, so a run resumes on a different number of processes.
-Per-rank RNG states go beside the shards; `meta.json` holds the step, config and data position.
+Per-rank RNG states go beside the shards (tensors and plain numbers only, so they load with
+`weights_only=True`); `meta.json` holds the step, config and data position.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ _PREFIX = "step_"
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """torch / numpy / python / CUDA RNG states as tensors and plain numbers (safe to `torch.load` with
+    weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -45,10 +53,24 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    if isinstance(n, dict):
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
+    else:  # checkpoints written before the RNG state was made of tensors
+        np.random.set_state(n)
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _load_rng_file(path: Path) -> dict[str, Any] | None:
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - an older file with a pickled numpy state: refuse to unpickle it
+        _LOG.warning("%s is an older RNG file that only loads unsafely (pickled numpy state): RNG streams "
+                     "restart", path)
+        return None
 
 
 class CheckpointManager:
@@ -85,13 +107,21 @@ class CheckpointManager:
     # -------------------------------------------------------------------------------------------- save
     def save(self, step: int, student: nn.Module, target: nn.Module, optimizer: torch.optim.Optimizer,
              meta: dict[str, Any]) -> Path:
+        """Pretraining: the student (encoder + predictor, which `optimizer` updates), the target encoder."""
+        return self.save_state(step, {"student": student, "target": target}, optimizer, meta, trained="student")
+
+    def save_state(self, step: int, modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer,
+                   meta: dict[str, Any], *, trained: str) -> Path:
+        """Saves `modules` (name -> module; `optimizer` updates modules[trained]) and the run state as
+        `step_XXXXXXXX/`. Every rank must call it."""
         name = f"{_PREFIX}{step:08d}"
         final, tmp = self.dir / name, self.dir / (name + ".tmp")
         if self.ctx.is_main and tmp.exists():
             shutil.rmtree(tmp)  # left over from a run killed while saving
         barrier(self.ctx)
-        model_sd, optim_sd = get_state_dict(student, optimizer)
-        state = {"student": model_sd, "target": get_model_state_dict(target), "optim": optim_sd}
+        model_sd, optim_sd = get_state_dict(modules[trained], optimizer)
+        state = {trained: model_sd, "optim": optim_sd}
+        state.update({k: get_model_state_dict(m) for k, m in modules.items() if k != trained})
         dcp.save(state, checkpoint_id=str(tmp))
         torch.save(rng_state(), tmp / f"rng_rank{self.ctx.rank}.pt")
         barrier(self.ctx)
@@ -110,27 +140,50 @@ class CheckpointManager:
     # -------------------------------------------------------------------------------------------- load
     def load(self, path: Path, student: nn.Module, target: nn.Module,
              optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """Restores the states in place; returns meta.json. RNG is restored when this rank saved one."""
+        """Pretraining: restores student, target and optimizer in place; returns meta.json."""
+        return self.load_state(path, {"student": student, "target": target}, optimizer, trained="student")
+
+    def load_state(self, path: Path, modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer, *,
+                   trained: str) -> dict[str, Any]:
+        """Restores the states saved by `save_state` in place; returns meta.json. RNG is restored when this
+        rank saved one on the same number of processes."""
         meta = json.loads((path / "meta.json").read_text())
-        model_sd, optim_sd = get_state_dict(student, optimizer)
+        model_sd, optim_sd = get_state_dict(modules[trained], optimizer)
         # Parameters that never received a gradient (e.g. mask tokens of unused indices) have no Adam state
         # in the file; the fresh template has one for every parameter. Model keys stay strict.
         saved = set(dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata)
         for fqn in [k for k in optim_sd.get("state", {}) if f"optim.state.{k}.step" not in saved]:
             del optim_sd["state"][fqn]
-        state = {"student": model_sd, "target": get_model_state_dict(target), "optim": optim_sd}
+        state = {trained: model_sd, "optim": optim_sd}
+        state.update({k: get_model_state_dict(m) for k, m in modules.items() if k != trained})
         dcp.load(state, checkpoint_id=str(path))
-        set_model_state_dict(student, state["student"])
-        set_optimizer_state_dict(student, optimizer, state["optim"], options=StateDictOptions(strict=False))
-        set_model_state_dict(target, state["target"])
+        set_model_state_dict(modules[trained], state[trained])
+        set_optimizer_state_dict(modules[trained], optimizer, state["optim"], options=StateDictOptions(strict=False))
+        for k, m in modules.items():
+            if k != trained:
+                set_model_state_dict(m, state[k])
         rng_file = path / f"rng_rank{self.ctx.rank}.pt"
         saved_world = int(meta.get("world_size", self.ctx.world_size))
         if rng_file.is_file() and saved_world == self.ctx.world_size:
-            set_rng_state(torch.load(rng_file, weights_only=False))  # our own file: numpy/python RNG states
+            rng = _load_rng_file(rng_file)
+            if rng is not None:
+                set_rng_state(rng)
         elif saved_world != self.ctx.world_size:
             _LOG.warning("resuming on %d processes from a checkpoint of %d: RNG streams restart",
                          self.ctx.world_size, saved_world)
         return meta
+
+
+def load_module_state(path: str | Path, module: nn.Module, key: str = "model") -> nn.Module:
+    """Loads the weights saved under `key` ("model" for train-ac, "student" / "target" for pretraining) of a
+    checkpoint folder into `module` in place, without an optimizer or a process group (e.g. to export)."""
+    path = Path(path)
+    if not (path / "meta.json").is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no meta.json)")
+    state = {key: get_model_state_dict(module)}
+    dcp.load(state, checkpoint_id=str(path))
+    set_model_state_dict(module, state[key])
+    return module
 
 
 def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
