@@ -44,7 +44,7 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 import numpy as np
 
 _LOG = logging.getLogger("run_mpc")
-# Trained on this simulator (robot/collect.py + vjepa_fast.train.sim_demo; benchmarks/SIM_DEMO.md): the
+# Trained on this simulator (robot/generate.py + vjepa-fast train-ac --preset sim_tiny; benchmarks/SIM_DEMO.md): the
 # default world model of --sim when no checkpoint is given.
 SIM_DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "sim_demo_world_model.safetensors"
 

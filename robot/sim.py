@@ -102,7 +102,7 @@ def check_camera(name: str) -> CameraPreset:
 
 def model_camera(model_file: str | os.PathLike | None) -> str | None:
     """The sim camera a world-model file records it was trained on (`save_safetensors(info={"camera": ...})`,
-    as vjepa_fast.train.sim_demo exports), or None (no file, another format, or not recorded)."""
+    as vjepa-fast train-ac exports), or None (no file, another format, or not recorded)."""
     if not model_file or not str(model_file).endswith(".safetensors") or not os.path.isfile(model_file):
         return None
     from vjepa_fast.checkpoints import safetensors_info

@@ -15,7 +15,7 @@ Success: the MEASURED end-effector position ends within `success_m` of the goal 
 Every method sees the same goals and starts (paired).
 
 Methods (`--method NAME[=SPEC]`):
-- `NAME=FILE.safetensors`: a world model file (encoder + AC predictor, as `vjepa_fast.train.sim_demo` exports),
+- `NAME=FILE.safetensors`: a world model file (encoder + AC predictor, as `vjepa-fast train-ac` exports: world_model.safetensors),
   planned on with latent CEM;
 - `random-model`: the same architecture as the first model file with random weights (seed 0), latent CEM;
 - `random-actions`: a uniformly random step (L2 ball of the max step) each MPC step;

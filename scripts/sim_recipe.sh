@@ -2,8 +2,8 @@
 # The whole simulator recipe from nothing, through the public commands (benchmarks/SIM_RECIPE.md):
 #   1. generate   robot/generate.py: random-exploration episodes rendered from the simulator's MuJoCo model
 #   2. pretrain   vjepa-fast pretrain: a tiny V-JEPA 2 encoder on those episodes' video (stage 1)
-#   3. train-ac   python -m vjepa_fast.train.sim_demo: latent cache + the AC predictor (stage 2) on the frozen
-#                 encoder, exported as one world-model file (encoder + predictor, its camera recorded)
+#   3. train-ac   vjepa-fast train-ac --preset sim_tiny: latent cache (built once) + the AC predictor (stage 2)
+#                 on the frozen encoder, exported as one world-model file (encoder + predictor, camera recorded)
 #   4. evaluate   diagnostics (a) energy quality, (b) perfect-dynamics ceiling, and vjepa-fast sim-eval
 #                 (closed loop on unseen goals, with the baselines)
 # Every step is resumable: stop anywhere (Ctrl-C) and run the script again with the same settings; finished
@@ -14,7 +14,7 @@
 #
 # Settings (environment): OUT (runs/recipe), EPISODES (1700 x 12 moves = 20,400 transitions), CAMERA
 # (front_right), WORKERS (2), HELDOUT (24 episodes for diagnostic (a), seed 500), PRETRAIN_STEPS (10000; 0 keeps
-# the random encoder), PRETRAIN_BATCH (16), ENCODER (tiny64: the random encoder when PRETRAIN_STEPS=0),
+# the random encoder), PRETRAIN_BATCH (16), ENCODER (random:tiny when PRETRAIN_STEPS=0),
 # AC_STEPS (3000), GOALS (20), CEILING (1: run diagnostic (b), ~25 min per encoder on one core),
 # EXPORT (OUT/world_model.safetensors; robot/assets/sim_demo_world_model.safetensors to ship it).
 # On a GPU machine (VJEPA_FAST_CUDA=ON bash scripts/setup.sh first) pretraining and the AC training use the GPU
@@ -51,13 +51,17 @@ if [ "$PRETRAIN_STEPS" -gt 0 ]; then
     "global_batch_size=$PRETRAIN_BATCH" optim.warmup_steps=200 save_every=250 "out_dir=$OUT/pretrain"
   ENCODER=${ENCODER:-$OUT/pretrain/encoder.safetensors}
 else
-  ENCODER=${ENCODER:-tiny64}
+  ENCODER=${ENCODER:-random:tiny}
 fi
 t2=$SECONDS
 
 log "3/4 train-ac: encoder $ENCODER, $AC_STEPS steps -> $EXPORT"
-python -m vjepa_fast.train.sim_demo --episodes "$OUT/episodes" --out "$OUT/ac" --encoder "$ENCODER" \
-  --steps "$AC_STEPS" --lr 1e-3 --threads "$(nproc)" --export "$EXPORT"
+vjepa-fast train-ac --preset sim_tiny "data.sources=[\"$OUT/episodes\"]" "data.encoder=\"$ENCODER\"" \
+  "out_dir=\"$OUT/ac\"" "total_steps=$AC_STEPS" "warmup_steps=$((AC_STEPS / 10 > 0 ? AC_STEPS / 10 : 1))" \
+  "decay_steps=$((AC_STEPS / 3 > 0 ? AC_STEPS / 3 : 1))" "ckpt_every=$((AC_STEPS < 250 ? AC_STEPS : 250))"
+if [ ! -f "$EXPORT" ] || ! cmp -s "$OUT/ac/world_model.safetensors" "$EXPORT"; then
+  cp "$OUT/ac/world_model.safetensors" "$EXPORT"
+fi
 t3=$SECONDS
 
 log "4/4 evaluate: (a) energy quality, (b) ceiling, closed loop on $GOALS unseen goals"

@@ -1,14 +1,17 @@
-"""The simulator demo world model recipe: identity init, planner-matched preprocessing, the shipped file."""
+"""The simulator world-model recipe (train-ac, preset sim_tiny): identity init, planner-matched preprocessing,
+the export's camera and data box, the shipped file, and the deprecated vjepa_fast.train.sim_demo."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vjepa_fast.models import ACPredictorConfig, ActionConditionedPredictor
-from vjepa_fast.train.ac import ac_forward
-from vjepa_fast.train.sim_demo import PlannerPreprocess, identity_init
+from vjepa_fast.data.episodes import PlannerPreprocess
+from vjepa_fast.train.ac import ac_forward, identity_init
 
 
 def test_identity_init_starts_at_the_copy_baseline() -> None:
@@ -65,21 +68,24 @@ def _episodes(root, n: int = 4, steps: int = 6) -> None:
         w.close()
 
 
-def test_recipe_run_from_an_encoder_file_resumes_and_records_its_camera(tmp_path) -> None:
-    """The recipe end to end on small synthetic episodes: an encoder FILE (as pretraining writes), the export
-    records the camera and the data box, and a second run reuses the fresh cache and the finished training."""
+def test_train_ac_from_an_encoder_file_records_camera_and_box_and_resumes(tmp_path) -> None:
+    """The sim_tiny recipe end to end on small synthetic episodes: an encoder FILE (as pretraining writes), the
+    export records the camera and the data box, and a second run reuses the fresh cache and the finished
+    training (same exported weights, files untouched)."""
     from vjepa_fast.checkpoints import load_safetensors, safetensors_info, save_safetensors
+    from vjepa_fast.data.episodes import episode_box
     from vjepa_fast.models import EncoderConfig, VideoEncoder
-    from vjepa_fast.train.sim_demo import DemoConfig, episode_box, run
+    from vjepa_fast.train.ac import train_ac
+    from vjepa_fast.train.config import ACTrainConfig
 
     _episodes(tmp_path / "eps")
     torch.manual_seed(3)
     enc_file = save_safetensors(tmp_path / "encoder.safetensors", VideoEncoder(EncoderConfig.tiny()))
-    cfg = DemoConfig(episodes=str(tmp_path / "eps"), out=str(tmp_path / "run"), encoder=str(enc_file),
-                     total_steps=4, batch_size=2, frames_per_clip=3, val_fraction=0.25)
-    export = tmp_path / "wm.safetensors"
-    first = run(cfg, export=str(export))
-    assert not first["cache"]["reused"] and first["cameras"] == ["sim:side_right"]
+    cfg = ACTrainConfig.sim_tiny(**{"data.sources": [str(tmp_path / "eps")], "data.encoder": str(enc_file),
+                                    "out_dir": str(tmp_path / "run"), "total_steps": 4, "batch_size": 2,
+                                    "frames_per_clip": 3, "val_fraction": 0.25, "progress": False})
+    first = train_ac(cfg)
+    export = Path(first["files"]["world_model"])
     info = safetensors_info(export)
     assert info["camera"] == "side_right" and info["encoder"] == str(enc_file)
     assert info["data_box"] == [[0.4, -0.13, 0.4], [0.7, 0.1, 0.63]] == episode_box(
@@ -88,13 +94,27 @@ def test_recipe_run_from_an_encoder_file_resumes_and_records_its_camera(tmp_path
     ref = load_safetensors(enc_file).encoder
     for k, v in ref.state_dict().items():  # the frozen encoder is the file's, unchanged
         assert torch.equal(loaded.encoder.state_dict()[k], v)
-    stamp = (tmp_path / "run" / "cache").stat().st_mtime_ns
-    second = run(cfg, export=str(export))
-    assert second["cache"]["reused"] and (tmp_path / "run" / "cache").stat().st_mtime_ns == stamp
-    for k, v in load_safetensors(export).predictor.state_dict().items():  # resumed at the end: same weights
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "latent_cache" / "latents.bin", export)}
+    second = train_ac(cfg)
+    assert second["step"] == 4 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    for k, v in load_safetensors(export).predictor.state_dict().items():
         assert torch.equal(loaded.predictor.state_dict()[k], v)
-    # another encoder makes the cache stale: rebuilt
-    torch.manual_seed(4)
-    save_safetensors(enc_file, VideoEncoder(EncoderConfig.tiny()))
-    third = run(DemoConfig(**{**cfg.__dict__, "out": str(tmp_path / "run")}), export=None)
-    assert not third["cache"]["reused"]
+
+
+def test_deprecated_sim_demo_module_points_to_the_new_names(tmp_path) -> None:
+    import pytest
+
+    import vjepa_fast.diagnostics as diagnostics
+    import vjepa_fast.train.sim_demo as sim_demo
+    from vjepa_fast.train.config import ACTrainConfig
+
+    with pytest.warns(DeprecationWarning, match="use vjepa_fast.data.episodes.PlannerPreprocess"):
+        assert sim_demo.PlannerPreprocess is PlannerPreprocess
+    with pytest.warns(DeprecationWarning, match="vjepa_fast.diagnostics.action_inference"):
+        assert sim_demo.action_inference is diagnostics.action_inference
+    with pytest.raises(AttributeError, match="removed: use vjepa_fast.diagnostics.energy_quality"):
+        sim_demo.probe_encoder  # noqa: B018
+    # The old settings map onto the sim_tiny preset (the defaults are the preset, up to the paths).
+    old = sim_demo.DemoConfig(episodes="data/x", out=str(tmp_path / "o")).to_train_ac()
+    assert old == ACTrainConfig.sim_tiny(**{"data.sources": ["data/x"], "data.encoder": "random:tiny",
+                                            "out_dir": str(tmp_path / "o")})

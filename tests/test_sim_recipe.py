@@ -48,7 +48,7 @@ def test_the_recipe_runs_end_to_end_and_resumes(tmp_path):
     assert all(r["trials"] == 1 for r in rows)
     assert (out / "energy_quality" / "energy_quality.png").is_file()
     # Run again: every step finds its work done and keeps it.
-    stamps = {p: p.stat().st_mtime_ns for p in (episodes[0] / "meta.json", model.parent / "ac" / "cache",
-                                                 out / "sim_eval" / "trials.jsonl")}
+    stamps = {p: p.stat().st_mtime_ns for p in (episodes[0] / "meta.json", out / "ac" / "latent_cache" / "latents.bin",
+                                                 model, out / "sim_eval" / "trials.jsonl")}
     _run(out)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps

@@ -247,3 +247,74 @@ def test_torchrun_ddp_two_processes(world_cache, tmp_path):
     s2 = _load_ckpt(tmp_path / "run" / "checkpoints" / "step_00000004")[0].state_dict()
     for k, v in s1.items():
         torch.testing.assert_close(s2[k], v, rtol=0, atol=1e-4, msg=k)
+
+
+# ------------------------------------------------------------------------------------ from episodes, one command
+
+
+def test_train_ac_builds_reuses_and_rebuilds_its_cache(tmp_path, caplog):
+    """data.sources (episode folders, a list file) + data.encoder: the cache is built when missing, reused when
+    fresh, rebuilt when an episode is added; data.weights shares the clips; the exports load."""
+    import logging
+
+    from vjepa_fast.checkpoints import load_safetensors, safetensors_info
+    from vjepa_fast.data.latent_cache import CachedClipDataset
+    from vjepa_fast.train.ac import _ClipBatches, _clip_weights, prepare_latent_cache
+    from vjepa_fast.train.config import ACDataConfig
+
+    write_square_world(tmp_path / "a", episodes=10, steps=6, seed=1)
+    write_square_world(tmp_path / "b", episodes=4, steps=6, seed=2)
+    (tmp_path / "b.txt").write_text("# a list file, paths relative to it\n" +
+                                    "\n".join(f"b/ep{i:03d}" for i in range(4)) + "\n")
+    cache_dir = tmp_path / "cache"
+
+    def cfg(out: str, weights=(), **kw) -> ACTrainConfig:
+        data = ACDataConfig(sources=[str(tmp_path / "a"), str(tmp_path / "b.txt")], weights=list(weights),
+                            encoder="random:tiny", cache_dtype="float16")
+        return ACTrainConfig(cache=str(cache_dir), out_dir=str(tmp_path / out), data=data, predictor="tiny",
+                             frames_per_clip=3, batch_size=4, total_steps=2, warmup_steps=1, decay_steps=1,
+                             amp="none", log_every=1, ckpt_every=2, progress=False, val_fraction=0.2,
+                             eval_batches=1, **kw)
+
+    caplog.set_level(logging.INFO, logger="vjepa_fast.data.latent_cache")
+    res = train_ac(cfg("r1"))
+    header = json.loads((cache_dir / "header.json").read_text())
+    assert len(header["episodes"]) == 14 and "no latent cache" in caplog.text
+    stamp = (cache_dir / "latents.bin").stat().st_mtime_ns
+    caplog.clear()
+    train_ac(cfg("r2"))
+    assert "is fresh" in caplog.text and (cache_dir / "latents.bin").stat().st_mtime_ns == stamp
+    # The export: one world-model file (encoder + predictor) that run_mpc.py --predictor takes.
+    wm = load_safetensors(res["files"]["world_model"])
+    assert wm.encoder is not None and wm.predictor is not None
+    assert safetensors_info(res["files"]["world_model"])["episodes"] == 14
+    # Weights: source b (the list file) weight 0 -> never drawn; equal weights -> about equal shares.
+    cache, per_source = prepare_latent_cache(cfg("r3", weights=(1.0, 0.0)))
+    ds = CachedClipDataset(cache, frames_per_clip=3, episodes=list(range(len(cache))))
+    src = [0 if str(tmp_path / "a") in cache.keys[ds.window(i)[0]] else 1 for i in range(len(ds))]
+    for weights, share_b in (((1.0, 0.0), 0.0), ((1.0, 1.0), 0.5)):
+        w = _clip_weights(cfg("r3", weights=weights), ds, cache, per_source)
+        it = iter(_ClipBatches(len(ds), 4, 1, 0, seed=0, weights=w))
+        drawn = [src[i] for _ in range(300) for i in next(it)]
+        assert abs(sum(drawn) / len(drawn) - share_b) < 0.05, (weights, sum(drawn) / len(drawn))
+    # A new episode makes the cache stale: rebuilt with 15.
+    write_square_world(tmp_path / "c", episodes=1, steps=6, seed=3)
+    import shutil
+
+    shutil.move(tmp_path / "c" / "ep000", tmp_path / "a" / "ep999")
+    caplog.clear()
+    train_ac(cfg("r4"))
+    assert "is stale (the episodes changed" in caplog.text
+    assert len(json.loads((cache_dir / "header.json").read_text())["episodes"]) == 15
+
+
+def test_train_ac_refuses_bad_data_config(tmp_path):
+    from vjepa_fast.train.config import ACDataConfig
+
+    with pytest.raises(ValueError, match="data.encoder is empty"):
+        ACTrainConfig(data=ACDataConfig(sources=[str(tmp_path)]))
+    with pytest.raises(FileNotFoundError, match="no episode folder, DROID trajectory folder"):
+        train_ac(ACTrainConfig(out_dir=str(tmp_path / "o"), predictor="tiny", progress=False,
+                               data=ACDataConfig(sources=[str(tmp_path / "missing")], encoder="random:tiny")))
+    with pytest.raises(ValueError, match="set data.sources"):
+        train_ac(ACTrainConfig(out_dir=str(tmp_path / "o"), predictor="tiny", progress=False))

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EnergyQuality", "encoder_from_spec", "energy_quality", "position_probe", "episode_latents", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
+__all__ = ["EnergyQuality", "action_inference", "encoder_from_spec", "energy_quality", "position_probe", "episode_latents", "latent_l1_matrix", "layer_norm_latents", "plot_energy_quality",
            "write_energy_report"]
 
 
@@ -218,3 +218,44 @@ def episode_latents(encoder: torch.nn.Module, episodes: Sequence[str | Path], *,
         zs.append(layer_norm_latents(z))
         xyz.append(torch.stack([eps[e].states[t, :3] for e, t in chunk]).double())
     return torch.cat(zs), torch.cat(xyz)
+
+
+@torch.no_grad()
+def action_inference(predictor: torch.nn.Module, dataset: Any, step: float = 0.025,
+                     max_transitions: int | None = 600) -> dict[str, float]:
+    """What the planner needs from the predictor: for each held-out transition (z_t, z_t+1), the xyz action on
+    a 5x5x5 grid (+-2 * step) whose one-step prediction is closest (L1) to z_t+1, compared with the true
+    action. Returns the per-axis sign accuracy (over |true| > 0.02 m; chance 0.5) and the mean error (m).
+
+    dataset: CachedClipDataset with frames_per_clip=2 (held-out episodes). max_transitions: at most this many,
+    evenly spaced over the dataset (None: all).
+    """
+    import itertools
+
+    import numpy as np
+
+    from vjepa_fast.constants import TARGET_LN_EPS
+
+    predictor = predictor.eval()
+    grid = torch.tensor(list(itertools.product([-2 * step, -step, 0.0, step, 2 * step], repeat=3)))
+    hit, cnt, err = torch.zeros(3), torch.zeros(3), []
+    n = len(dataset)
+    picks = range(n) if max_transitions is None or n <= max_transitions else \
+        sorted({int(i) for i in np.linspace(0, n - 1, max_transitions)})
+    for i in picks:
+        b = dataset[i]
+        z0, z1, true = b["latents"][0], b["latents"][1], b["actions"][0]
+        a = torch.zeros(len(grid), 1, 7)
+        a[:, 0, :3] = grid
+        a[:, 0, 3:] = true[3:]  # rotation / gripper as executed (held)
+        s = b["states"][:1].expand(len(grid), 1, 7)
+        pred = predictor(z0.expand(len(grid), -1, -1), a, s)
+        e = (F.layer_norm(pred, (pred.shape[-1],), eps=TARGET_LN_EPS) - z1).abs().mean((1, 2))
+        best = grid[e.argmin()]
+        mask = true[:3].abs() > 0.02
+        hit += ((best.sign() == true[:3].sign()) & mask).float()
+        cnt += mask.float()
+        err.append(float((best - true[:3]).norm()))
+    acc = (hit / cnt.clamp(min=1)).tolist()
+    return {"sign_accuracy_x": acc[0], "sign_accuracy_y": acc[1], "sign_accuracy_z": acc[2],
+            "mean_error_m": float(np.mean(err)), "transitions": len(err)}

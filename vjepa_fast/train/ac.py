@@ -419,6 +419,7 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
 
         bar = tqdm(total=cfg.total_steps, initial=step, desc="train-ac", unit="step", dynamic_ncols=True)
     last_ckpt = latest or legacy  # a resumed run that has nothing left to do returns it
+    nothing_to_do = step >= end
     acc = torch.zeros(2, dtype=torch.float64)
     acc_n = 0
     t0 = time.perf_counter()
@@ -471,7 +472,11 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
     result: dict[str, Any] = {"step": step, "out_dir": str(out), "checkpoint": str(last_ckpt) if last_ckpt else None}
     if is_main:
         result["eval"] = _run_eval(model, val_ds, cfg, device, step, eval_csv, final=True)
-        result["files"] = _export(cfg, model, per_source, step)
+        files = {"predictor": out / "predictor.safetensors", "world_model": out / "world_model.safetensors"}
+        if nothing_to_do and all(f.is_file() for f in files.values()):  # exported when that step was reached
+            result["files"] = {k: str(v) for k, v in files.items()}
+        else:
+            result["files"] = _export(cfg, model, per_source, step)
     if distributed:
         torch.distributed.barrier()
     return result

@@ -16,6 +16,8 @@ import logging
 import os
 import random
 import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,15 @@ def _load_rng_file(path: Path) -> dict[str, Any] | None:
         return None
 
 
+@contextmanager
+def _quiet_single_process(ctx: DistContext):
+    """DCP warns on every save and load without a process group that it assumes one process: it is one."""
+    with warnings.catch_warnings():
+        if not ctx.distributed:
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 class CheckpointManager:
     """Saves and restores {student (encoder+predictor), target encoder, optimizer} plus run state."""
 
@@ -122,7 +133,8 @@ class CheckpointManager:
         model_sd, optim_sd = get_state_dict(modules[trained], optimizer)
         state = {trained: model_sd, "optim": optim_sd}
         state.update({k: get_model_state_dict(m) for k, m in modules.items() if k != trained})
-        dcp.save(state, checkpoint_id=str(tmp))
+        with _quiet_single_process(self.ctx):
+            dcp.save(state, checkpoint_id=str(tmp))
         torch.save(rng_state(), tmp / f"rng_rank{self.ctx.rank}.pt")
         barrier(self.ctx)
         if self.ctx.is_main:
@@ -156,7 +168,8 @@ class CheckpointManager:
             del optim_sd["state"][fqn]
         state = {trained: model_sd, "optim": optim_sd}
         state.update({k: get_model_state_dict(m) for k, m in modules.items() if k != trained})
-        dcp.load(state, checkpoint_id=str(path))
+        with _quiet_single_process(self.ctx):
+            dcp.load(state, checkpoint_id=str(path))
         set_model_state_dict(modules[trained], state[trained])
         set_optimizer_state_dict(modules[trained], optimizer, state["optim"], options=StateDictOptions(strict=False))
         for k, m in modules.items():
@@ -181,7 +194,9 @@ def load_module_state(path: str | Path, module: nn.Module, key: str = "model") -
     if not (path / "meta.json").is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint (no meta.json)")
     state = {key: get_model_state_dict(module)}
-    dcp.load(state, checkpoint_id=str(path))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(path))
     set_model_state_dict(module, state[key])
     return module
 
