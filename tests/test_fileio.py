@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,13 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         atomic_write_text(p, "torn")
     assert p.read_text() == "complete"  # the target was never touched
     assert sorted(x.name for x in tmp_path.iterdir()) == ["state.json"]  # and the temporary file is gone
+
+
+def test_read_path_list(tmp_path):
+    from vjepa_fast.fileio import read_path_list
+
+    f = tmp_path / "lists" / "a.txt"
+    f.parent.mkdir()
+    f.write_text("# comment\n\nrel/one.mp4 3.0\n/abs/two\t1\nthree.mp4,2\n  ~/four  \n")
+    assert read_path_list(f) == [str(f.parent / "rel/one.mp4"), "/abs/two", str(f.parent / "three.mp4"),
+                                 str(Path("~/four").expanduser())]

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vjepa_fast.constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
+from vjepa_fast.data.transforms import eval_resize_size
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -24,9 +27,6 @@ __all__ = [
     "EvalClipTransform",
     "sample_resized_crop",
 ]
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class EvalClipTransform:
     def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_frames(frames)
         _, height, width, _ = frames.shape
-        short = int(self.crop_size * 256 / 224)
+        short = eval_resize_size(self.crop_size)
         if height <= width:
             size = (short, max(short, int(round(width * short / height))))
         else:

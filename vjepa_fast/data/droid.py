@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vjepa_fast.fileio import read_path_list
 from vjepa_fast.data.episodes import (
     EpisodeClipDataset,
     EpisodeSkipped,
@@ -53,14 +54,7 @@ def read_droid_list(path: str | os.PathLike) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"DROID list file not found: {p}")
-    out = []
-    for line in p.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        q = Path(line.split()[0])
-        out.append(str(q if q.is_absolute() else p.parent / q))
-    return out
+    return read_path_list(p)
 
 
 def droid_left_mp4(folder: str | os.PathLike) -> Path:

@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 
 from vjepa_fast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM, actions_from_states
-from vjepa_fast.fileio import atomic_write_bytes
+from vjepa_fast.fileio import atomic_write_bytes, read_path_list
 
 __all__ = [
     "EPISODE_FORMAT",
@@ -473,13 +473,7 @@ def find_episodes(root: str | os.PathLike) -> list[str]:
     of a list file (first space-separated column, blank lines and # comments ignored)."""
     p = Path(root)
     if p.is_file():
-        out = []
-        for line in p.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                q = Path(line.split()[0])
-                out.append(str(q if q.is_absolute() else p.parent / q))
-        return out
+        return read_path_list(p)
     if (p / "meta.json").is_file():
         return [str(p)]
     if not p.is_dir():
@@ -606,13 +600,7 @@ def expand_episode_source(source: str | os.PathLike) -> list[str]:
     a list file -> the first column of each line (relative to the file; # comments), each expanded."""
     p = Path(source)
     if p.is_file():
-        out = []
-        for line in p.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                q = Path(line.split()[0])
-                out += expand_episode_source(q if q.is_absolute() else p.parent / q)
-        return out
+        return [e for q in read_path_list(p) for e in expand_episode_source(q)]
     if (p / "meta.json").is_file() or is_droid_dir(p):
         return [str(p)]
     if not p.is_dir():

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vjepa_fast.constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
+
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx): right, left, down, up
 
 
@@ -89,10 +91,6 @@ def write_moving_square_videos(
         clips.append(SyntheticClip(str(path), direction, start, color, speed))
     (folder / "labels.json").write_text(json.dumps([asdict(c) for c in clips], indent=1))
     return clips
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def render_probe_set(num_clips: int, *, size: int = 64, num_frames: int = 4, frame_step: int = 4, seed: int = 0):

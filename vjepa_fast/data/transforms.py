@@ -18,13 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vjepa_fast.constants import EVAL_RESIZE_RATIO, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 
 
 def eval_resize_size(crop_size: int) -> int:
     """Short side before the center crop: int(crop * 256 / 224) (256 -> 292, 384 -> 438)."""
-    return int(crop_size * 256 / 224)
+    return int(crop_size * EVAL_RESIZE_RATIO)
 
 
 def _to_unit_float(x: torch.Tensor, name: str) -> torch.Tensor:

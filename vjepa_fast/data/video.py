@@ -175,15 +175,9 @@ def expand_source(path: str | os.PathLike) -> list[str]:
             out.extend(os.path.join(root, n) for n in names if _is_media(Path(n)))
         return sorted(out)
     if p.suffix.lower() in LIST_EXTENSIONS and p.is_file():
-        files = []
-        for line in p.read_text().splitlines():
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            first = line.replace("\t", " ").replace(",", " ").split()[0]
-            fp = Path(os.path.expanduser(first))
-            files.append(str(fp if fp.is_absolute() else p.parent / fp))
-        return files
+        from vjepa_fast.fileio import read_path_list
+
+        return read_path_list(p)
     if _is_media(p) or is_episode_dir(p):
         return [str(p)]  # may not exist yet; a missing file is skipped and counted when read
     raise ValueError(f"source {p} is neither a folder, a list file ({sorted(LIST_EXTENSIONS)}) nor a video/image")
