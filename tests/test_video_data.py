@@ -25,8 +25,10 @@ from vjepa_fast.data.video import (  # noqa: E402
     ClipSkipped,
     VideoClipDataset,
     WeightedMixtureSampler,
+    count_frames,
     count_skips,
     decode_clip,
+    decode_frames,
     expand_source,
     frame_step,
     load_manifest,
@@ -164,6 +166,32 @@ def test_short_video_padding_and_skips(media: dict[str, Path]) -> None:
     with pytest.raises(ClipSkipped) as e:
         decode_clip(str(media["dir"] / "nope.mp4"), 4, 10)
     assert e.value.reason == "missing"
+
+
+def test_decode_frames_by_index_is_the_one_decoder(media: dict[str, Path]) -> None:
+    """decode_frames (index = decoding order, what episodes and DROID read) gives the frames decode_clip picks
+    by timestamp after its seek; the episode readers are this decoder with their own skip reasons."""
+    from vjepa_fast.data.episodes import EpisodeSkipped, read_video_frames, video_num_frames
+
+    long = media["long"]
+    assert count_frames(long) == video_num_frames(long) == 120
+    frames, idx = decode_clip(str(long), 5, 7.5, torch.Generator().manual_seed(2))
+    assert idx[0] > 0 and torch.equal(decode_frames(long, idx), frames)
+    picked = decode_frames(long, [7, 2, 7, 119])  # any order, repeats
+    assert [_frame_index(f) for f in picked] == [7, 2, 7, 119]
+    assert torch.equal(read_video_frames(long, [7, 2, 7, 119]), picked)
+    assert decode_frames(media["short"]).shape == (6, 48, 64, 3) and decode_frames(long, []).shape == (0, 0, 0, 3)
+    for name, args, reason in [("short", [6], "too_short"), ("short", [-1], "too_short"),
+                               ("corrupt", [0], "unreadable"), ("empty", [0], "empty"), ("zero", None, "no_frames")]:
+        with pytest.raises(ClipSkipped) as e:
+            decode_frames(media[name], args)
+        assert e.value.reason == reason, name
+    with pytest.raises(EpisodeSkipped) as ep:
+        read_video_frames(media["zero"])
+    assert ep.value.reason == "unreadable"
+    with pytest.raises(EpisodeSkipped) as ep:  # FFmpeg's own error types used to escape video_num_frames
+        video_num_frames(media["corrupt"])
+    assert ep.value.reason == "unreadable"
 
 
 def test_image_clip(media: dict[str, Path]) -> None:

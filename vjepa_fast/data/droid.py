@@ -97,10 +97,7 @@ def read_droid_episode(folder: str | os.PathLike) -> RobotEpisode:
     if cart.ndim != 2 or cart.shape[1] != 6 or grip.reshape(len(grip), -1).shape != (len(cart), 1):
         raise EpisodeSkipped("bad_data", key, f"cartesian_position {cart.shape}, gripper_position {grip.shape}")
     states = check_states(np.concatenate([cart, grip.reshape(-1, 1)], axis=1), key)
-    try:
-        n_video = video_num_frames(mp4)
-    except Exception as e:  # FFmpeg errors: the file is unusable
-        raise EpisodeSkipped("unreadable", str(mp4), f"{type(e).__name__}: {e}") from e
+    n_video = video_num_frames(mp4)  # FFmpeg errors: EpisodeSkipped("unreadable")
     t = min(n_video, states.shape[0])
     if t < 1:
         raise EpisodeSkipped("too_short", key, f"{n_video} video frames, {states.shape[0]} h5 rows")

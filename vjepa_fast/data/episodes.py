@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vjepa_fast.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vjepa_fast.data.video import ClipSkipped, count_frames, decode_frames
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM, actions_from_states
 from vjepa_fast.fileio import atomic_write_bytes, read_path_list
 
@@ -90,62 +91,41 @@ class EpisodeSkipped(Exception):
 # ----------------------------------------------------------------------------------------------- video
 
 
-def video_num_frames(path: str | os.PathLike) -> int:
-    """Number of frames of a video: the container's count when it has one, else by decoding."""
-    import av
+# ClipSkipped reasons of the shared decoder -> the episode reasons they were always reported as, and the
+# detail said when the decoder gives none.
+_EPISODE_REASON = {"missing": ("missing", "no video file"), "empty": ("unreadable", "empty file"),
+                   "unreadable": ("unreadable", ""), "no_frames": ("unreadable", "no frames"),
+                   "too_short": ("too_short", "")}
 
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            return 0
-        stream = container.streams.video[0]
-        if stream.frames and stream.frames > 0:
-            return int(stream.frames)
-        return sum(1 for _ in container.decode(stream))
+
+def _as_episode_skip(e: ClipSkipped) -> EpisodeSkipped:
+    reason, detail = _EPISODE_REASON[e.reason]
+    return EpisodeSkipped(reason, e.path, e.detail or detail)
+
+
+def video_num_frames(path: str | os.PathLike) -> int:
+    """Number of frames of a video (``vjepa_fast.data.video.count_frames``): the container's count when it has
+    one, else by decoding; 0 without a video stream. Raises EpisodeSkipped("missing" / "unreadable")."""
+    try:
+        return count_frames(path)
+    except ClipSkipped as e:
+        raise _as_episode_skip(e) from e
 
 
 def read_video_frames(path: str | os.PathLike, indices: Sequence[int] | None = None) -> torch.Tensor:
-    """Decode frames by index (frame i = the i-th frame in presentation order) with PyAV.
+    """Decode frames by index (frame i = the i-th frame in presentation order) with PyAV
+    (``vjepa_fast.data.video.decode_frames``).
 
     Sampling is by index, not by timestamp: DROID's MP4 headers carry unreliable fps (SPEC section 8).
     indices: ascending or not, repeats allowed; None = every frame. Decoding stops after the largest index.
-    Returns uint8 [len(indices), H, W, 3] (RGB). Raises EpisodeSkipped("unreadable" / "too_short").
+    Returns uint8 [len(indices), H, W, 3] (RGB). Raises EpisodeSkipped("missing" / "unreadable" / "too_short").
     """
-    import av
-
-    path = str(path)
     if not os.path.isfile(path):
-        raise EpisodeSkipped("missing", path, "no video file")
-    wanted = None if indices is None else sorted(set(int(i) for i in indices))
-    last = None if wanted is None else (wanted[-1] if wanted else -1)
-    got: dict[int, torch.Tensor] = {}
-    frames: list[torch.Tensor] = []
+        raise EpisodeSkipped("missing", str(path), "no video file")
     try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise EpisodeSkipped("unreadable", path, "no video stream")
-            stream = container.streams.video[0]
-            want = set(wanted) if wanted is not None else None
-            for i, frame in enumerate(container.decode(stream)):
-                if last is not None and i > last:
-                    break
-                if want is None:
-                    frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
-                elif i in want:
-                    got[i] = torch.from_numpy(frame.to_ndarray(format="rgb24"))
-    except EpisodeSkipped:
-        raise
-    except Exception as e:  # FFmpeg errors come in many types; all mean the file cannot be used
-        raise EpisodeSkipped("unreadable", path, f"{type(e).__name__}: {e}") from e
-    if indices is None:
-        if not frames:
-            raise EpisodeSkipped("unreadable", path, "no frames")
-        return torch.stack(frames)
-    missing = [i for i in wanted if i not in got]
-    if missing:
-        raise EpisodeSkipped("too_short", path, f"frame {missing[0]} requested, video has {len(got) and max(got) + 1}")
-    if not indices:
-        return torch.zeros(0, 0, 0, 3, dtype=torch.uint8)
-    return torch.stack([got[int(i)] for i in indices])
+        return decode_frames(path, indices)
+    except ClipSkipped as e:
+        raise _as_episode_skip(e) from e
 
 
 # ----------------------------------------------------------------------------------------------- episode

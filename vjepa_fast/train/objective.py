@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -11,11 +12,31 @@ from vjepa_fast.constants import TARGET_LN_EPS
 from torch import nn
 
 
-def normalized_targets(target_encoder: nn.Module, clips: torch.Tensor) -> torch.Tensor:
-    """layer_norm(target_encoder(clips)) without affine, eps 1e-5, no gradient. clips [B, C, T, H, W] -> [B, N, D]."""
+@overload
+def normalized_targets(
+    target_encoder: nn.Module, clips: torch.Tensor, *, return_features: Literal[False] = False
+) -> torch.Tensor: ...
+
+
+@overload
+def normalized_targets(
+    target_encoder: nn.Module, clips: torch.Tensor, *, return_features: Literal[True]
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def normalized_targets(
+    target_encoder: nn.Module, clips: torch.Tensor, *, return_features: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """layer_norm(target_encoder(clips)) in float32, without affine, eps 1e-5, no gradient.
+
+    clips [B, C, T, H, W] -> targets float32 [B, N, D]: the features are cast to float32 before the norm (a
+    no-op for a float32 encoder; under bf16 autocast the encoder may return bf16).
+    return_features: also return the raw encoder output h [B, N, D] (its dtype), e.g. for a collapse monitor.
+    """
     with torch.no_grad():
         h = target_encoder(clips)
-        return F.layer_norm(h, (h.size(-1),), eps=TARGET_LN_EPS)
+        targets = F.layer_norm(h.float(), (h.size(-1),), eps=TARGET_LN_EPS)
+    return (targets, h) if return_features else targets
 
 
 def jepa_loss(

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -44,7 +43,7 @@ from vjepa_fast.train.distributed import (
     wrap_model,
 )
 from vjepa_fast.train.metrics import MetricsLogger, plot_metrics
-from vjepa_fast.train.objective import jepa_loss
+from vjepa_fast.train.objective import jepa_loss, normalized_targets
 from vjepa_fast.train.optim import param_groups
 from vjepa_fast.train.schedule import warmup_constant_cooldown
 
@@ -226,9 +225,7 @@ class Pretrainer:
             clips = clips.to(ctx.device, non_blocking=True)
             pairs = [(c.to(ctx.device), t.to(ctx.device)) for c, t in pairs]
             with autocast:
-                with torch.no_grad():
-                    h = self.target(clips)
-                    targets = F.layer_norm(h.float(), (h.size(-1),), eps=1e-5)
+                targets, h = normalized_targets(self.target, clips, return_features=True)
                 if ctx.mode == "fsdp":
                     # FSDP2 keeps a root module's parameters gathered after forward (for backward); the
                     # target has no backward, so free them and keep its shards aligned for the EMA.
