@@ -205,6 +205,10 @@ def _port_free(host: str, port: int) -> bool:
             return False
 
 
+class _AddressTaken(Exception):
+    """The simulator's loopback address was bound by another process between choosing and binding it."""
+
+
 class SimServer:
     """Starts franky-sim (MuJoCo) with our scene as a subprocess on a loopback address and stops it."""
 
@@ -213,6 +217,7 @@ class SimServer:
     def __init__(self, workdir: str | Path, hostname: str | None = None, startup_timeout: float = 60.0) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._hostname_given = hostname
         self.hostname = hostname or self._free_loopback()
         self.scene_xml = self.workdir / "scene.xml"
         self.timeout = startup_timeout
@@ -228,6 +233,22 @@ class SimServer:
         raise RuntimeError("no free loopback address with ports 1337/1338 (127.0.0.1-49 all busy)")
 
     def start(self) -> SimServer:
+        """Starts the server process and waits until it serves. The loopback address was free when chosen, but
+        another process (a second rig, a test) can bind it before the child does: then the next free address
+        is tried, up to 5 times, unless the address was given explicitly."""
+        chosen_freely = self._hostname_given is None
+        for attempt in range(5):
+            try:
+                return self._start_once()
+            except _AddressTaken:
+                if not chosen_freely or attempt == 4:
+                    raise RuntimeError(f"the simulator could not bind {self.hostname} (ports 1337/1338 taken); see "
+                                       f"{self.workdir / 'sim_server.log'}") from None
+                time.sleep(0.2 * (attempt + 1))
+                self.hostname = self._free_loopback()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> SimServer:
         ready = self.workdir / "sim_ready"
         ready.unlink(missing_ok=True)
         # Sized generously: the exact nq is known only once MuJoCo compiled the scene in the child.
@@ -242,6 +263,12 @@ class SimServer:
         deadline = time.monotonic() + self.timeout
         while not ready.is_file():
             if self.proc.poll() is not None:
+                self._log.close()
+                log = (self.workdir / "sim_server.log").read_text(errors="replace")
+                self._qpos_store.close(unlink=True)
+                self._qpos_store = None
+                if "Could not find available hostname" in log:
+                    raise _AddressTaken(self.hostname)
                 raise RuntimeError(f"the simulator exited at start-up (code {self.proc.returncode}); see "
                                    f"{self.workdir / 'sim_server.log'}")
             if time.monotonic() > deadline:

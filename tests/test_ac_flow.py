@@ -1,6 +1,6 @@
-"""The README's three-command flow, small, against the simulator: record episodes with robot/collect.py ->
-`vjepa-fast train-ac --config configs/ac_sim_tiny.toml` (which builds the latent cache itself) ->
-`robot/run_mpc.py --sim --predictor` with the new world model."""
+"""The README's three-command flow, small, against the simulator: record episodes (robot/generate.py, and
+robot/collect.py through the libfranka protocol) -> `vjepa-fast train-ac --config configs/ac_sim_tiny.toml` on
+both folders (it builds the latent cache itself) -> `robot/run_mpc.py --sim --predictor` with the new model."""
 
 from __future__ import annotations
 
@@ -29,19 +29,22 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
 def test_record_train_ac_plan(tmp_path: Path) -> None:
     from vjepa_fast.checkpoints import load_safetensors, safetensors_info
 
-    data, run, mpc = tmp_path / "sim_random", tmp_path / "ac", tmp_path / "mpc"
-    # 1. record (the README's command, fewer and shorter episodes)
-    _run([sys.executable, "robot/collect.py", "--out", str(data), "--episodes", "4", "--steps", "4"], timeout=600)
-    # 2. train-ac from the example config, on those episodes, as written except the sizes
+    data, recorded, run, mpc = tmp_path / "sim_random", tmp_path / "recorded", tmp_path / "ac", tmp_path / "mpc"
+    # 1. record (the README's command, fewer and shorter episodes; and the protocol-level recorder)
+    _run([sys.executable, "robot/generate.py", "--out", str(data), "--episodes", "4", "--steps", "4",
+          "--workers", "1"], timeout=600)
+    _run([sys.executable, "robot/collect.py", "--out", str(recorded), "--episodes", "2", "--steps", "4"], timeout=600)
+    # 2. train-ac from the example config, on both folders (weighted), as written except the sizes
     train = _run([sys.executable, "-m", "vjepa_fast.cli", "train-ac", "--config", "configs/ac_sim_tiny.toml",
-                  f'data.sources=["{data}"]', f'out_dir="{run}"', "total_steps=4", "batch_size=2",
-                  "frames_per_clip=3", "ckpt_every=2", "val_fraction=0.25", "progress=false"], timeout=600)
+                  f'data.sources=["{data}", "{recorded}"]', "data.weights=[2.0, 1.0]", f'out_dir="{run}"',
+                  "total_steps=4", "batch_size=2", "frames_per_clip=3", "ckpt_every=2", "val_fraction=0.34",
+                  "progress=false"], timeout=600)
     assert "world_model: " in train.stdout
     header = json.loads((run / "latent_cache" / "header.json").read_text())
-    assert len(header["episodes"]) == 4 and header["preprocess"]["kind"] == "eval_resize_center_crop"
+    assert len(header["episodes"]) == 6 and header["preprocess"]["kind"] == "eval_resize_center_crop"
     model = run / "world_model.safetensors"
     info = safetensors_info(model)
-    assert info["camera"] == "front_right" and info["episodes"] == 4 and len(info["data_box"]) == 2
+    assert info["camera"] == "front_right" and info["episodes"] == 6 and len(info["data_box"]) == 2
     shipped = load_safetensors(ROOT / "robot" / "assets" / "sim_demo_world_model.safetensors")
     ours = load_safetensors(model)
     for k, v in shipped.encoder.state_dict().items():  # the config's frozen encoder: the shipped one

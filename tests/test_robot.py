@@ -414,3 +414,27 @@ def test_fault_ends_in_a_safe_stop(rig, fault: str, message: str, steps_done: in
     if fault == "nan":  # the NaN target never reached the arm
         ctl = np.load(rig["control"].log_path)["log"]
         assert np.all(np.isfinite(ctl[:, 3:6]))
+
+
+def test_sim_server_moves_on_when_its_address_was_taken(tmp_path: Path, monkeypatch) -> None:
+    """Another process can bind the loopback address the server chose before the server does (seen: a
+    collection restarting its simulator per episode while the test suite ran): the next free one is tried.
+    An address given explicitly is not replaced."""
+    import socket
+
+    from robot.sim import SimServer
+
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.47", 1337))
+    held.listen()
+    try:
+        picks = iter(["127.0.0.47", "127.0.0.48"])
+        monkeypatch.setattr(SimServer, "_free_loopback", staticmethod(lambda: next(picks)))
+        sim = SimServer(tmp_path / "sim")
+        assert sim.hostname == "127.0.0.47"
+        with sim:
+            assert sim.hostname == "127.0.0.48" and sim.alive()
+        with pytest.raises(RuntimeError, match="could not bind 127.0.0.47"):
+            SimServer(tmp_path / "sim2", hostname="127.0.0.47").start()
+    finally:
+        held.close()
