@@ -21,8 +21,24 @@ rm -rf "$BUILD"
 "$VENV/bin/cmake" -S . -B "$BUILD" -G Ninja \
   -DPython_EXECUTABLE="$PWD/$VENV/bin/python" \
   -DCMAKE_CUDA_COMPILER="$NVCC" \
-  -DVJEPA_FAST_CUDA=ON -DVJEPA_FAST_CUDA_ARCHS="${VJEPA_FAST_CUDA_ARCHS:-90}"
-"$VENV/bin/cmake" --build "$BUILD" -j "$(nproc)"
+  -DVJEPA_FAST_CUDA=ON -DVJEPA_FAST_CUDA_ARCHS="${VJEPA_FAST_CUDA_ARCHS:-90}" -DCMAKE_CUDA_FLAGS="--resource-usage"
+LOG=build/cuda-check.log
+"$VENV/bin/cmake" --build "$BUILD" -j "$(nproc)" 2>&1 | tee "$LOG"
+# Registers per thread of each kernel, from ptxas (--resource-usage). cem_refit_kernel is launched with up to 1024
+# threads: it must fit in 65,536 registers per block, i.e. <= 64 per thread (its __launch_bounds__ asks for that).
+regs=$(awk '/Compiling entry function/ {match($0, /_Z[A-Za-z_0-9]+/); fn=substr($0, RSTART, RLENGTH)}
+            /Used [0-9]+ registers/ && fn != "" {match($0, /Used [0-9]+ registers/); n=substr($0, RSTART+5, RLENGTH-15);
+            print fn, n; fn=""}' "$LOG")
+echo "cuda_compile_check: registers per thread (mangled kernel name, count):"
+echo "$regs" | sed 's/^/  /'
+refit=$(echo "$regs" | awk '/cem_refit_kernel/ {print $2; exit}')
+if [ -z "$refit" ]; then
+  echo "cuda_compile_check: no ptxas register count for cem_refit_kernel in $LOG" >&2; exit 1
+fi
+if [ "$refit" -gt 64 ]; then
+  echo "cuda_compile_check: cem_refit_kernel uses $refit registers per thread: a 1024-thread block needs <= 64" >&2
+  exit 1
+fi
 so=$(ls "$BUILD"/_C*.so)
 # The built module must carry the CUDA kernels (symbols of the .cu translation units).
 # (grep reads all of nm's output: with pipefail, grep -q would SIGPIPE nm and fail the pipeline.)

@@ -25,6 +25,11 @@ namespace vjepa_fast {
 namespace {
 
 constexpr int kSampleThreads = 128;
+// cem_refit runs one block per problem with up to 1024 threads (one compare-exchange each per bitonic stage).
+// __launch_bounds__ makes ptxas fit a 1024-thread block: <= 64 registers per thread (65,536 per SM on sm_80/90);
+// without it a register-hungry build could fail every launch above 512 threads with "too many resources".
+// scripts/cuda_compile_check.sh checks the count ptxas reports.
+constexpr int kRefitMaxThreads = 1024;
 constexpr int64_t kMaxRefitSamples = 16384;  // 128 KiB of sort keys in shared memory (opt-in above 48 KiB)
 
 __global__ void __launch_bounds__(kSampleThreads) cem_sample_kernel(const __grid_constant__ cem::SampleParams p,
@@ -43,7 +48,8 @@ __device__ __forceinline__ double warp_canonical_sum(double s) {
   return __shfl_sync(0xffffffffu, s, 0);
 }
 
-__global__ void cem_refit_kernel(const __grid_constant__ cem::RefitParams p, int64_t padded) {
+__global__ void __launch_bounds__(kRefitMaxThreads) cem_refit_kernel(const __grid_constant__ cem::RefitParams p,
+                                                                      int64_t padded) {
   extern __shared__ uint64_t keys[];
   const int64_t b = blockIdx.x;
   const int tid = threadIdx.x;
@@ -152,8 +158,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cem_refit_cuda(const at::Tensor& 
   while (padded < N) {
     padded <<= 1;
   }
-  // One compare-exchange per thread per stage up to 1024 threads (N = 800 -> 1024 keys, 512 threads).
-  const int threads = static_cast<int>(padded / 2 < 1024 ? padded / 2 : 1024);
+  // One compare-exchange per thread per stage up to kRefitMaxThreads (N = 800 -> 1024 keys, 512 threads).
+  const int threads = static_cast<int>(padded / 2 < kRefitMaxThreads ? padded / 2 : kRefitMaxThreads);
   const size_t smem = static_cast<size_t>(padded) * sizeof(uint64_t);
   if (smem > 48 * 1024) {
     C10_CUDA_CHECK(cudaFuncSetAttribute(cem_refit_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
