@@ -194,14 +194,9 @@ def collect(out_dir: str | Path, cfg: CollectConfig, *, progress: bool = True,
     partial.mkdir(parents=True, exist_ok=True)
     bar = None
 
-    def fresh_rig() -> Rig:
-        r = Rig(work, safety, sim=True, camera_fps=cfg.camera_fps, gripper=cfg.use_gripper, max_log_seconds=60.0,
-                sim_camera=cfg.camera)
-        try:
-            return r.start()
-        except BaseException:
-            r.close()
-            raise
+    def fresh_rig() -> Rig:  # Rig.start closes what it started if it fails
+        return Rig(work, safety, sim=True, camera_fps=cfg.camera_fps, gripper=cfg.use_gripper, max_log_seconds=60.0,
+                   sim_camera=cfg.camera).start()
 
     # Every episode starts from the simulator's initial joint state (a fresh server, as a real rig homes the arm in
     # joint space between episodes): franky-sim's IK is path dependent, and after a few episodes near the edge of

@@ -305,14 +305,9 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
 
     camera = resolve_sim_camera(cfg.camera, files[0] if files else None)
     _LOG.info("sim camera: %s", camera)
-    def fresh_rig() -> Rig:
-        r = Rig(out / "rig", safety, sim=True, camera_fps=15.0, gripper=False, max_log_seconds=30.0,
-                sim_camera=camera)
-        try:
-            return r.start()
-        except BaseException:
-            r.close()
-            raise
+    def fresh_rig() -> Rig:  # Rig.start closes what it started if it fails
+        return Rig(out / "rig", safety, sim=True, camera_fps=15.0, gripper=False, max_log_seconds=30.0,
+                   sim_camera=camera).start()
 
     # Every trial starts from the simulator's initial state (a fresh server, as a real evaluation homes the arm
     # in joint space between episodes): near the edge of the reach franky-sim's IK can flip the elbow or turn

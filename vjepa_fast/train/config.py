@@ -523,7 +523,8 @@ def presets_of(cls: type) -> dict[str, Callable[..., Any]]:
     return {PretrainConfig: PRETRAIN_PRESETS, ACTrainConfig: AC_PRESETS}.get(cls, {})
 
 
-_DEFAULT_PRESET: dict[type, str | None] = {}
+# The preset a command starts from when neither --preset nor the file names one (None: the dataclass defaults).
+_DEFAULT_PRESET: dict[type, str | None] = {PretrainConfig: "vit_large", ACTrainConfig: None}
 
 
 def load_config(cls: type[T], *, path: str | os.PathLike | None = None, preset: str | None = None,
@@ -650,5 +651,3 @@ def config_from_args(args: argparse.Namespace, cls: type[T]) -> T:
         raise SystemExit(0)
     return cfg
 
-
-_DEFAULT_PRESET.update({PretrainConfig: "vit_large", ACTrainConfig: None})
