@@ -37,8 +37,12 @@ cat "$OUT/summary.txt"
 
 step build 300 "$PY" -m pip install --no-build-isolation --no-deps -v -e .
 step import 60 "$PY" -c "import vjepa_fast.ops as o, torch; assert o.cuda_built(), 'extension built without CUDA'; print(torch.ops.vjepa_fast.ema_update_, torch.cuda.get_device_name())"
-step gpu_tests 240 "$PY" -m pytest tests -m cuda -q -rs --junitxml="$OUT/junit_gpu.xml"
-step gpu_bench 240 "$PY" -m pytest benchmarks -k cuda --benchmark-only --benchmark-json="$OUT/bench_gpu.json" \
+step gpu_tests 180 "$PY" -m pytest tests -m cuda -q -rs --junitxml="$OUT/junit_gpu.xml"
+# The fused attention tests run the compiled Triton kernels when a GPU is visible (the interpreter otherwise).
+step attention_tests 150 "$PY" -m pytest tests/test_attention.py -q -rs --junitxml="$OUT/junit_attention.xml"
+step attention_bench 150 "$PY" -m pytest benchmarks/bench_attention.py --benchmark-only \
+  --benchmark-json="$OUT/bench_attention.json" --benchmark-columns=min,mean,median,rounds -q
+step gpu_bench 150 "$PY" -m pytest benchmarks -k "cuda and not attention" --benchmark-only --benchmark-json="$OUT/bench_gpu.json" \
   --benchmark-columns=min,mean,median,max,rounds -q
 
 echo "total $(( $(date +%s) - start ))s; failed steps: ${failed[*]:-none}" | tee -a "$OUT/summary.txt"

@@ -305,8 +305,10 @@ def test_out_layers(tiny_encoder):
     x = tiny_encoder.patch_embed(v)
     from vjepa_fast.models.rope import grid_rope_tables
 
+    from vjepa_fast.models.layers import Rope
+
     cos, sin = grid_rope_tables(torch.arange(16), (4, 4), 32)
-    torch.testing.assert_close(outs[0], tiny_encoder.norm(tiny_encoder.blocks[0](x, cos, sin)))
+    torch.testing.assert_close(outs[0], tiny_encoder.norm(tiny_encoder.blocks[0](x, Rope(cos, sin))))
     with pytest.raises(ValueError, match="out_layers"):
         tiny_encoder(v, out_layers=[5])
 

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 
 from vjepa_fast.models.config import ACPredictorConfig
-from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, LayerKV, init_weights
+from vjepa_fast.models.attention import FUSED
+from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, LayerKV, Rope, init_weights
 from vjepa_fast.models.rope import grid_positions, rope_tables
 
 COND_TOKENS = 2  # [action_t, state_t] precede the frame tokens of step t
@@ -16,7 +17,7 @@ COND_TOKENS = 2  # [action_t, state_t] precede the frame tokens of step t
 
 @dataclass
 class ACKVCache:
-    """Rotated K/V of the time steps an `ActionConditionedPredictor` has already processed.
+    """K/V (see `LayerKV`) of the time steps an `ActionConditionedPredictor` has already processed.
 
     Pass one to `forward(..., cache=cache)`; the call then holds only the NEW steps and appends their K/V,
     so an autoregressive rollout computes only the new step per horizon step. Outputs are identical to a
@@ -30,7 +31,8 @@ class ACKVCache:
         """A cache whose batch is each sample repeated `repeats` times (e.g. one context, many CEM samples)."""
         return ACKVCache(
             [
-                None if kv is None else LayerKV(kv.k.repeat_interleave(repeats, 0), kv.v.repeat_interleave(repeats, 0))
+                None if kv is None
+                else LayerKV(kv.k.repeat_interleave(repeats, 0), kv.v.repeat_interleave(repeats, 0), kv.packed)
                 for kv in self.layers
             ],
             self.num_steps,
@@ -78,6 +80,25 @@ class ActionConditionedPredictor(nn.Module):
         sin = torch.cat([cond_sin, frame_sin], dim=1).flatten(0, 1)
         return cos, sin
 
+    def position_codes(self, num_steps: int, start_step: int = 0, device: torch.device | None = None) -> torch.Tensor:
+        """int32 [num_steps*(2+N)] RoPE position codes (vjepa_fast.ops.attention) of one sample's tokens:
+        action/state tokens carry only their step t (code -(t+1)), frame tokens their grid index t*N + r."""
+        n = self.config.tokens_per_frame
+        steps = torch.arange(start_step, start_step + num_steps, device=device)
+        cond = (-steps - 1).unsqueeze(1).expand(-1, COND_TOKENS)
+        frame = steps.unsqueeze(1) * n + torch.arange(n, device=device)
+        return torch.cat([cond, frame], dim=1).flatten().to(torch.int32)
+
+    def _rope(self, batch: int, num_steps: int, start_step: int, device: torch.device) -> Rope:
+        cfg = self.config
+        if cfg.attn_impl != FUSED:
+            return Rope(*self.rope_tables(num_steps, start_step, device))
+        codes = self.position_codes(num_steps, start_step, device).repeat(batch)
+        keys = None
+        if start_step:
+            keys = self.position_codes(start_step + num_steps, 0, device).repeat(batch)
+        return Rope(codes=codes, grid=(cfg.max_steps, *cfg.grid_hw), key_codes=keys)
+
     def forward(
         self,
         frame_tokens: torch.Tensor,
@@ -118,7 +139,7 @@ class ActionConditionedPredictor(nn.Module):
         a = self.action_encoder(actions).unsqueeze(2)
         s = self.state_encoder(states).unsqueeze(2)
         x = torch.cat([a.to(x.dtype), s.to(x.dtype), x], dim=2).flatten(1, 2)
-        cos, sin = self.rope_tables(t, start, x.device)
+        rope = self._rope(b, t, start, x.device)
 
         step_len = n + COND_TOKENS
         if cache is not None and not cache.layers:
@@ -127,7 +148,7 @@ class ActionConditionedPredictor(nn.Module):
             past = None if cache is None else cache.layers[i]
             if past is not None and past.k.shape[0] != b:
                 raise ValueError(f"cache batch {past.k.shape[0]} != input batch {b}")
-            x, kv = blk.forward_block_causal(x, cos, sin, step_len, past)
+            x, kv = blk.forward_block_causal(x, rope, step_len, past)
             if cache is not None:
                 cache.layers[i] = kv
         if cache is not None:

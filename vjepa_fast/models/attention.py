@@ -1,8 +1,15 @@
-"""Attention dispatch: one switch (`attn_impl`) so fused kernels can replace PyTorch SDPA later.
+"""Attention dispatch: one switch (`attn_impl`) choosing how every model block computes attention.
 
-An implementation is a function `fn(q, k, v, *, scale) -> out` with q: [B, H, Nq, hd], k, v: [B, H, Nk, hd],
-out: [B, H, Nq, hd], computing softmax(q k^T * scale) v with no mask (block-causal attention is built from
-unmasked calls, see `ActionConditionedPredictor`). Register new ones with `register_attention_impl`.
+"sdpa" (default): the model rotates q and k (`apply_rope`) and calls PyTorch SDPA; block-causal attention is
+one unmasked call per time step.
+"fused": the model hands the qkv projection and the tokens' position codes to the fused RoPE attention op
+(`vjepa_fast.ops.attention.rope_attention`: Triton on CUDA, Triton's interpreter on the CPU under
+TRITON_INTERPRET=1, otherwise its PyTorch reference), which rotates, masks block-causally and attends in one
+kernel. Called through `attention()` with already-rotated q/k, "fused" runs the same kernel with no rotation.
+
+Other implementations are functions `fn(q, k, v, *, scale) -> out` with q: [B, H, Nq, hd],
+k, v: [B, H, Nk, hd], out: [B, H, Nq, hd], computing softmax(q k^T * scale) v with no mask; register them with
+`register_attention_impl`.
 """
 
 from __future__ import annotations
@@ -21,7 +28,28 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float) ->
     return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
-_IMPLS: dict[str, AttentionFn] = {"sdpa": _sdpa}
+FUSED = "fused"
+
+
+def _fused_plain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float) -> torch.Tensor:
+    """The fused kernel on already-rotated q/k: code -1 is time step 0, a rotation by angle 0."""
+    from vjepa_fast.ops.attention import rope_attention, uniform_cu_seqlens
+
+    b, h, nq, hd = q.shape
+    nk = k.shape[2]
+
+    def packed(x: torch.Tensor, n: int) -> torch.Tensor:
+        return x.transpose(1, 2).reshape(b * n, h, hd)
+
+    codes_q = torch.full((b * nq,), -1, dtype=torch.int32, device=q.device)
+    codes_k = torch.full((b * nk,), -1, dtype=torch.int32, device=q.device)
+    out = rope_attention(packed(q, nq), packed(k, nk), packed(v, nk), codes_q, codes_k,
+                         uniform_cu_seqlens(b, nq, q.device), uniform_cu_seqlens(b, nk, q.device),
+                         max_seqlen_q=nq, max_seqlen_k=nk, grid=(1, 1, 1), scale=scale)
+    return out.view(b, nq, h, hd).transpose(1, 2)
+
+
+_IMPLS: dict[str, AttentionFn] = {"sdpa": _sdpa, FUSED: _fused_plain}
 
 
 def register_attention_impl(

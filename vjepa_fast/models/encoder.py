@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from vjepa_fast.models.config import EncoderConfig
-from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, init_weights
-from vjepa_fast.models.rope import grid_rope_tables
+from vjepa_fast.models.attention import FUSED
+from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, Rope, grid_rope, init_weights
 
 
 class PatchEmbed3D(nn.Module):
@@ -82,6 +82,49 @@ class VideoEncoder(nn.Module):
             raise TypeError(f"video must be a float tensor (normalised pixels), got {video.dtype}")
         return video
 
+    def _layer_indices(self, out_layers: Sequence[int] | None) -> list[int] | None:
+        if out_layers is None:
+            return None
+        depth = self.config.depth
+        layers = sorted({i % depth for i in out_layers if -depth <= i < depth})
+        if len(layers) != len(set(out_layers)):
+            raise ValueError(f"out_layers {list(out_layers)} must be distinct block indices in [-{depth}, {depth})")
+        return layers
+
+    def _forward_ragged(self, video: torch.Tensor, masks: list[torch.Tensor],
+                        out_layers: Sequence[int] | None) -> list[torch.Tensor] | list[list[torch.Tensor]]:
+        """Per-sample token lists (see `forward`): [K_b, D] per sample (per out layer with out_layers)."""
+        cfg = self.config
+        b = video.shape[0]
+        if len(masks) != b:
+            raise ValueError(f"a list of 1-D masks needs one per sample: got {len(masks)} for a batch of {b}")
+        for i, m in enumerate(masks):
+            if m.dtype != torch.int64 or m.numel() == 0:
+                raise ValueError(f"masks[{i}] must be a non-empty int64 index tensor, got {m.dtype} {tuple(m.shape)}")
+        if cfg.attn_impl != FUSED:
+            outs = [self.forward(video[i : i + 1], m.unsqueeze(0), out_layers=out_layers) for i, m in enumerate(masks)]
+            if out_layers is None:
+                return [o[0] for o in outs]
+            return [[o[0] for o in per_sample] for per_sample in zip(*outs)]
+        _, _, t, h, w = video.shape
+        grid_thw = (t // cfg.tubelet_size, h // cfg.patch_size, w // cfg.patch_size)
+        x = self.patch_embed(video)
+        n, d = x.shape[1], x.shape[2]
+        lens = [m.numel() for m in masks]
+        flat = torch.cat([m + i * n for i, m in enumerate(masks)])
+        x = x.reshape(b * n, d).index_select(0, flat).unsqueeze(0)  # [1, sum K_b, D]: the only gather
+        cu = torch.tensor([0, *lens], device=x.device).cumsum(0).to(torch.int32)
+        rope = Rope(codes=torch.cat(masks).to(torch.int32), grid=grid_thw, cu_seqlens=cu, max_seqlen=max(lens))
+        layers = self._layer_indices(out_layers)
+        outs = []
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, rope)
+            if layers is not None and i in layers:
+                outs.append(list(self.norm(x[0]).split(lens)))
+        if layers is not None:
+            return outs
+        return list(self.norm(x[0]).split(lens))
+
     def forward(
         self,
         video: torch.Tensor,
@@ -94,27 +137,29 @@ class VideoEncoder(nn.Module):
         video: [B, C, T, H, W] float (or an image [B, C, H, W], repeated into one tubelet).
         masks: None, or int64 [B, K] ascending indices of the tokens to keep (the token index is
             t*(Hp*Wp) + h*Wp + w); a list of such tensors encodes each and concatenates along the batch
-            ([len*B, K, D]), as the reference does.
+            ([len*B, K, D]), as the reference does. A list of B one-dimensional index tensors keeps a
+            different number of tokens per sample (nothing cut to the batch's shortest mask) and returns a
+            list of B tensors [K_b, D]: with attn_impl="fused" all samples run packed through one kernel
+            call per block; otherwise one sample at a time.
         out_layers: block indices; if given, returns the list of `norm(x)` after each of those blocks
             in block order (the reference's `out_layers` behaviour) instead of the final output.
         Returns [B, N, D] (N = (T/tubelet)*(H/patch)*(W/patch)) or [B, K, D] with masks.
         """
         video = self._check_video(video)
+        if isinstance(masks, (list, tuple)) and masks and all(isinstance(m, torch.Tensor) and m.dim() == 1
+                                                               for m in masks):
+            return self._forward_ragged(video, list(masks), out_layers)
         _, _, t, h, w = video.shape
         cfg = self.config
         grid_hw = (h // cfg.patch_size, w // cfg.patch_size)
         x = self.patch_embed(video)
         b, n, d = x.shape
-        layers = None
-        if out_layers is not None:
-            layers = sorted({i % cfg.depth for i in out_layers if -cfg.depth <= i < cfg.depth})
-            if len(layers) != len(set(out_layers)):
-                raise ValueError(
-                    f"out_layers {list(out_layers)} must be distinct block indices in [-{cfg.depth}, {cfg.depth})"
-                )
+        layers = self._layer_indices(out_layers)
 
+        fused = cfg.attn_impl == FUSED
+        grid_thw = (t // cfg.tubelet_size, *grid_hw)
         if masks is None:
-            cos, sin = grid_rope_tables(torch.arange(n, device=x.device), grid_hw, cfg.head_dim)
+            rope = grid_rope(fused, torch.arange(n, device=x.device), grid_thw, cfg.head_dim, batch=b)
         else:
             mask_list = [masks] if isinstance(masks, torch.Tensor) else list(masks)
             if not mask_list:
@@ -127,12 +172,11 @@ class VideoEncoder(nn.Module):
             if len(mask_list) > 1:
                 x = x.repeat(len(mask_list), 1, 1)
             x = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, d))
-            cos, sin = grid_rope_tables(idx, grid_hw, cfg.head_dim)
-            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # broadcast over heads
+            rope = grid_rope(fused, idx, grid_thw, cfg.head_dim)
 
         outs: list[torch.Tensor] = []
         for i, blk in enumerate(self.blocks):
-            x = blk(x, cos, sin)
+            x = blk(x, rope)
             if layers is not None and i in layers:
                 outs.append(self.norm(x))
         if layers is not None:

@@ -7,8 +7,8 @@ import torch.nn as nn
 
 from vjepa_fast.models.config import PredictorConfig
 from vjepa_fast.models.encoder import _check_masks
-from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, init_weights
-from vjepa_fast.models.rope import grid_rope_tables
+from vjepa_fast.models.attention import FUSED
+from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, grid_rope, init_weights
 
 
 class MaskedPredictor(nn.Module):
@@ -69,10 +69,11 @@ class MaskedPredictor(nn.Module):
         # this keeps the summation order and the positions in one place).
         order = torch.argsort(idx, dim=1, stable=True)
         x = torch.gather(x, 1, order.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        cos, sin = grid_rope_tables(torch.gather(idx, 1, order), self.config.grid_hw, self.config.head_dim)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        cfg = self.config
+        rope = grid_rope(cfg.attn_impl == FUSED, torch.gather(idx, 1, order),
+                         (cfg.num_frames // cfg.tubelet_size, *cfg.grid_hw), cfg.head_dim)
         for blk in self.predictor_blocks:
-            x = blk(x, cos, sin)
+            x = blk(x, rope)
         x = self.predictor_norm(x)
 
         # Where each target token ended up after the sort, in masks_y order.

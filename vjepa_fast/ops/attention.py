@@ -1,0 +1,296 @@
+"""Fused RoPE attention over packed variable-length samples: `torch.ops.vjepa_fast.rope_attention`.
+
+    out = softmax(rope(q) rope(k)^T * scale [+ block-causal mask]) v, per sample and head,
+
+with V-JEPA 2's 3D RoPE computed from integer position codes (see `position_codes`). The tokens of all samples
+are packed one after another ([T, H, hd], sample b at `cu_seqlens[b]:cu_seqlens[b+1]`), so samples keep their
+own lengths. Backends: "triton" (kernels/attention.py: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1)
+and "reference" (the same maths in PyTorch: per sample, `apply_rope` + SDPA with a boolean block-causal mask).
+"auto" picks Triton wherever it can run. The op has autograd (the backward is a second op) and fake kernels,
+so it works under torch.compile(fullgraph=True).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION_BACKENDS = ("auto", "triton", "reference")
+MIN_HEAD_DIM = 16
+MAX_HEAD_DIM = 128
+
+
+def triton_available(device: torch.device) -> bool:
+    """True where the Triton kernels can run: a CUDA device, or the CPU under TRITON_INTERPRET=1."""
+    if device.type == "cuda":
+        ok = True
+    elif device.type == "cpu":
+        ok = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    else:
+        return False
+    if not ok:
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def position_codes(indices: torch.Tensor) -> torch.Tensor:
+    """int32 position codes for flat grid indices (t-major, then h, then w): the indices themselves."""
+    return indices.to(torch.int32)
+
+
+def time_only_codes(steps: torch.Tensor) -> torch.Tensor:
+    """int32 codes of tokens that carry only a time step t (rotated on the t dims only): -(t + 1)."""
+    return (-steps - 1).to(torch.int32)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reference backend: the model's own maths (apply_rope, SDPA), one sample at a time.
+
+def _tables_from_codes(codes: torch.Tensor, grid: Sequence[int], head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from vjepa_fast.models.rope import grid_positions, rope_tables
+
+    codes = codes.long()
+    on_grid = codes >= 0
+    t, h, w = grid_positions(codes.clamp(min=0), (grid[1], grid[2]))
+    t = torch.where(on_grid, t, -codes - 1)
+    cos_g, sin_g = rope_tables(t, h, w, head_dim)
+    cos_t, sin_t = rope_tables(t, None, None, head_dim)
+    return torch.where(on_grid[:, None], cos_g, cos_t), torch.where(on_grid[:, None], sin_g, sin_t)
+
+
+def _block_causal_mask(len_q: int, len_k: int, step_len: int, device: torch.device) -> torch.Tensor:
+    q_step = (torch.arange(len_q, device=device) + (len_k - len_q)) // step_len
+    k_step = torch.arange(len_k, device=device) // step_len
+    return k_step[None, :] <= q_step[:, None]
+
+
+def reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[int], scale: float,
+                             step_len: int) -> torch.Tensor:
+    """The op's maths in PyTorch (differentiable): out [Tq, H, hd] in q's dtype."""
+    from vjepa_fast.models.rope import apply_rope
+
+    head_dim = q.shape[-1]
+    out = []
+    bq, bk = cu_q.tolist(), cu_k.tolist()
+    for b in range(len(bq) - 1):
+        q0, q1, k0, k1 = bq[b], bq[b + 1], bk[b], bk[b + 1]
+        if q1 == q0:
+            continue
+        cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim)
+        ck, sk = _tables_from_codes(pos_k[k0:k1], grid, head_dim)
+        qb = apply_rope(q[q0:q1].transpose(0, 1), cq, sq)  # [H, Lq, hd]
+        kb = apply_rope(k[k0:k1].transpose(0, 1), ck, sk)
+        vb = v[k0:k1].transpose(0, 1)
+        mask = _block_causal_mask(q1 - q0, k1 - k0, step_len, q.device) if step_len > 0 else None
+        out.append(F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale).transpose(0, 1))
+    if not out:
+        return q.new_zeros(q.shape)
+    return torch.cat(out, 0)
+
+
+def reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[int],
+                                      scale: float, step_len: int):
+    """Gradients of `reference_rope_attention` written out (fp32 maths): (dq, dk, dv) in the inputs' dtypes.
+
+    Written by hand rather than by autograd because the op's implementation runs below the autograd key.
+    """
+    from vjepa_fast.models.rope import pair_swap
+
+    head_dim = q.shape[-1]
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    bq, bk = cu_q.tolist(), cu_k.tolist()
+    for b in range(len(bq) - 1):
+        q0, q1, k0, k1 = bq[b], bq[b + 1], bk[b], bk[b + 1]
+        if q1 == q0:
+            continue
+        cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim)
+        ck, sk = _tables_from_codes(pos_k[k0:k1], grid, head_dim)
+        qf = q[q0:q1].float().transpose(0, 1)  # [H, Lq, hd]
+        kf = k[k0:k1].float().transpose(0, 1)
+        vf = v[k0:k1].float().transpose(0, 1)
+        go = grad_out[q0:q1].float().transpose(0, 1)
+        qr = qf * cq + pair_swap(qf) * sq
+        kr = kf * ck + pair_swap(kf) * sk
+        s = qr @ kr.transpose(1, 2) * scale
+        if step_len > 0:
+            s = s.masked_fill(~_block_causal_mask(q1 - q0, k1 - k0, step_len, q.device), float("-inf"))
+        p = torch.softmax(s, dim=-1)
+        o = p @ vf
+        dv[k0:k1] = (p.transpose(1, 2) @ go).transpose(0, 1).to(v.dtype)
+        dp = go @ vf.transpose(1, 2)
+        ds = p * (dp - (go * o).sum(-1, keepdim=True))
+        dqr = ds @ kr * scale
+        dkr = ds.transpose(1, 2) @ qr * scale
+        dq[q0:q1] = (dqr * cq - pair_swap(dqr * sq)).transpose(0, 1).to(q.dtype)
+        dk[k0:k1] = (dkr * ck - pair_swap(dkr * sk)).transpose(0, 1).to(k.dtype)
+    return dq, dk, dv
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The custom ops
+
+@torch.library.custom_op("vjepa_fast::rope_attention", mutates_args=())
+def _rope_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_q: torch.Tensor,
+                       pos_k: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int, max_k: int,
+                       grid: list[int], scale: float, step_len: int, backend: str
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    if backend == "triton":
+        from vjepa_fast.kernels.attention import rope_attention_fwd
+
+        return rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, tuple(grid), scale, step_len)
+    with torch.no_grad():
+        out = reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid, scale, step_len)
+    # The reference backend recomputes in its backward and has no use for the log-sum-exp.
+    return out.contiguous(), q.new_zeros((q.shape[0], q.shape[1]), dtype=torch.float32)
+
+
+@_rope_attention_op.register_fake
+def _(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, max_k, grid, scale, step_len, backend):
+    return q.new_empty(q.shape), q.new_empty((q.shape[0], q.shape[1]), dtype=torch.float32)
+
+
+@torch.library.custom_op("vjepa_fast::rope_attention_backward", mutates_args=())
+def _rope_attention_bwd_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           out: torch.Tensor, lse: torch.Tensor, pos_q: torch.Tensor, pos_k: torch.Tensor,
+                           cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int, max_k: int, grid: list[int],
+                           scale: float, step_len: int, backend: str
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if backend == "triton":
+        from vjepa_fast.kernels.attention import rope_attention_bwd
+
+        return rope_attention_bwd(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q, max_k,
+                                  tuple(grid), scale, step_len)
+    dq, dk, dv = reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_k, grid, scale,
+                                                   step_len)
+    return dq.contiguous(), dk.contiguous(), dv.contiguous()
+
+
+@_rope_attention_bwd_op.register_fake
+def _(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q, max_k, grid, scale, step_len, backend):
+    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, max_k, grid, scale, step_len, backend = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k)
+    ctx.args = (max_q, max_k, grid, scale, step_len, backend)
+
+
+def _backward(ctx, grad_out, grad_lse):
+    q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k = ctx.saved_tensors
+    max_q, max_k, grid, scale, step_len, backend = ctx.args
+    dq, dk, dv = torch.ops.vjepa_fast.rope_attention_backward(
+        grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q, max_k, grid, scale, step_len, backend)
+    return dq, dk, dv, None, None, None, None, None, None, None, None, None, None
+
+
+_rope_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Public entry point
+
+def _check(name: str, t: object, dims: int) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"rope_attention: {name} must be a tensor, got {type(t).__name__}")
+    if t.dim() != dims:
+        raise ValueError(f"rope_attention: {name} must have {dims} dims, got shape {tuple(t.shape)}")
+    return t
+
+
+def rope_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    pos_q: torch.Tensor,
+    pos_k: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    *,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    grid: Sequence[int],
+    scale: float | None = None,
+    step_len: int = 0,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """RoPE attention over packed samples.
+
+    Args:
+        q: [Tq, H, hd]; k, v: [Tk, H, hd] (fp16, bf16 or fp32, one dtype; last dim contiguous; other strides
+            free, e.g. views of one qkv projection). hd even, 16..128.
+        pos_q, pos_k: int32 [Tq], [Tk] position codes: a flat grid index >= 0 (t/h/w rotation), or -(t+1) for a
+            token with only a time step (`time_only_codes`).
+        cu_seqlens_q, cu_seqlens_k: int32 [B+1], ascending offsets of each sample's tokens.
+        max_seqlen_q, max_seqlen_k: the longest sample (Python ints: no device sync).
+        grid: (T, Hp, Wp) bounds of the positions: 0 <= t < T, h < Hp, w < Wp.
+        scale: defaults to hd ** -0.5.
+        step_len: 0 for full attention; > 0 for block-causal attention over time steps of step_len tokens
+            (key j of a sample is seen by query i when j // step_len <= (i + Lk - Lq) // step_len).
+        backend: "auto", "triton" or "reference".
+    Returns [Tq, H, hd] in q's dtype.
+    """
+    for name, t, dims in (("q", q, 3), ("k", k, 3), ("v", v, 3), ("pos_q", pos_q, 1), ("pos_k", pos_k, 1),
+                          ("cu_seqlens_q", cu_seqlens_q, 1), ("cu_seqlens_k", cu_seqlens_k, 1)):
+        _check(name, t, dims)
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise TypeError(f"rope_attention: q must be float16, bfloat16 or float32, got {q.dtype}")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype:
+            raise TypeError(f"rope_attention: {name} is {t.dtype} but q is {q.dtype}")
+    if k.shape != v.shape or k.shape[1:] != q.shape[1:]:
+        raise ValueError(f"rope_attention: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} must be "
+                         "[Tq, H, hd], [Tk, H, hd], [Tk, H, hd]")
+    head_dim = q.shape[-1]
+    if head_dim % 2 or not MIN_HEAD_DIM <= head_dim <= MAX_HEAD_DIM:
+        raise ValueError(f"rope_attention: head dim must be even and in [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}], "
+                         f"got {head_dim}")
+    for name, t, n in (("pos_q", pos_q, q.shape[0]), ("pos_k", pos_k, k.shape[0])):
+        if t.dtype != torch.int32 or t.numel() != n:
+            raise ValueError(f"rope_attention: {name} must be int32 with {n} entries, got {t.dtype} {tuple(t.shape)}")
+    for name, t in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
+        if t.dtype != torch.int32 or t.numel() < 2:
+            raise ValueError(f"rope_attention: {name} must be int32 [B+1] with B >= 1, got {t.dtype} "
+                             f"{tuple(t.shape)}")
+    if cu_seqlens_q.numel() != cu_seqlens_k.numel():
+        raise ValueError("rope_attention: cu_seqlens_q and cu_seqlens_k must describe the same number of samples")
+    devices = {t.device for t in (q, k, v, pos_q, pos_k, cu_seqlens_q, cu_seqlens_k)}
+    if len(devices) != 1:
+        raise ValueError(f"rope_attention: all tensors must be on one device, got {sorted(map(str, devices))}")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.stride(-1) != 1:
+            raise ValueError(f"rope_attention: {name}'s last dim must be contiguous (stride 1)")
+    grid = [int(g) for g in grid]
+    if len(grid) != 3 or min(grid) < 1:
+        raise ValueError(f"rope_attention: grid must be (T, Hp, Wp) positive ints, got {grid}")
+    if not isinstance(step_len, int) or step_len < 0:
+        raise ValueError(f"rope_attention: step_len must be an int >= 0, got {step_len!r}")
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"rope_attention: backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = "triton" if triton_available(q.device) else "reference"
+    elif backend == "triton" and not triton_available(q.device):
+        raise RuntimeError("rope_attention: backend='triton' needs a CUDA tensor, or TRITON_INTERPRET=1 set "
+                           "before import for CPU tensors (and triton installed)")
+    scale = head_dim ** -0.5 if scale is None else float(scale)
+    out, _ = torch.ops.vjepa_fast.rope_attention(
+        q, k, v, pos_q, pos_k, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), int(max_seqlen_k), grid, scale,
+        step_len, backend)
+    return out
+
+
+def uniform_cu_seqlens(batch: int, length: int, device: torch.device) -> torch.Tensor:
+    """cu_seqlens of `batch` samples of `length` tokens each."""
+    return torch.arange(0, (batch + 1) * length, length, dtype=torch.int32, device=device)
+
+
+__all__ = ["ATTENTION_BACKENDS", "position_codes", "reference_rope_attention", "rope_attention",
+           "time_only_codes", "triton_available", "uniform_cu_seqlens"]
