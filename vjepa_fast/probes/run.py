@@ -324,7 +324,7 @@ def evaluate_probe(cfg: ProbeConfig, checkpoint: str, *, num_heads: int | None =
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa-fast probe", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n", 1)[1].split("Outputs", 1)[0].strip())
+        description=__doc__.split("Outputs", 1)[0].rstrip())
     sub = parser.add_subparsers(dest="action", required=True, metavar="train|eval")
     epilog = """CSV files (header required; relative paths from the CSV's folder):
   classification: path,label                   (label: class index, or a name listed in data.class_names)
