@@ -12,6 +12,7 @@ import pytest
 from vjepa_fast.train.config import (
     ACTrainConfig,
     PretrainConfig,
+    ProbeConfig,
     apply_overrides,
     config_keys,
     load_config,
@@ -27,6 +28,9 @@ EXAMPLES = {
                                                                {"data.sources": ["data/sim_random"]})),
     "pretrain_vitl.toml": (PretrainConfig, apply_overrides(PretrainConfig.vit_large(),
                                                            {"data.sources": ["data/videomix22m.txt"]})),
+    "probe_synthetic_tiny.toml": (ProbeConfig, ProbeConfig.synthetic_tiny()),
+    "probe_ssv2_vitg.toml": (ProbeConfig, ProbeConfig.ssv2_vitg()),
+    "probe_ek100_vitg.toml": (ProbeConfig, ProbeConfig.ek100_vitg()),
 }
 
 
@@ -88,25 +92,32 @@ def test_wrong_types_name_the_key() -> None:
         load_config(ACTrainConfig, overrides=["data.weights=[1.0]"])
 
 
+_SMALL_PRESET = {ACTrainConfig: ("sim_tiny", ACTrainConfig.sim_tiny), PretrainConfig: ("tiny_cpu", PretrainConfig.tiny_cpu),
+                 ProbeConfig: ("synthetic_tiny", ProbeConfig.synthetic_tiny)}
+
+
 @pytest.mark.parametrize(("command", "cls", "preset"), [("pretrain", PretrainConfig, "vit_large"),
-                                                        ("train-ac", ACTrainConfig, None)])
+                                                        ("train-ac", ACTrainConfig, None),
+                                                        ("probe train", ProbeConfig, None),
+                                                        ("probe eval", ProbeConfig, None)])
 def test_help_lists_every_key_and_print_config_round_trips(tmp_path: Path, command, cls, preset) -> None:
-    run = lambda *a: subprocess.run([sys.executable, "-m", "vjepa_fast.cli", command, *a],  # noqa: E731
+    extra = ["--checkpoint", "x"] if command == "probe eval" else []
+    run = lambda *a: subprocess.run([sys.executable, "-m", "vjepa_fast.cli", *command.split(), *a, *extra],  # noqa: E731
                                     capture_output=True, text=True, timeout=120, cwd=ROOT)
     help_text = run("--help")
     assert help_text.returncode == 0, help_text.stderr
     for key in config_keys(cls):
         assert f"  {key} = " in help_text.stdout, key
     # The same override syntax in both commands: positional KEY=VALUE and --set KEY=VALUE.
-    printed = run("--preset", "sim_tiny" if cls is ACTrainConfig else "tiny_cpu", "seed=5", "--set", "log_every=3",
-                  "--print-config")
+    small, make = _SMALL_PRESET[cls]
+    second = "eval_every" if cls is ProbeConfig else "log_every"
+    printed = run("--preset", small, "seed=5", "--set", f"{second}=3", "--print-config")
     assert printed.returncode == 0, printed.stderr
     f = tmp_path / "printed.toml"
     f.write_text(printed.stdout)
     cfg = load_config(cls, path=f)
-    assert (cfg.seed, cfg.log_every) == (5, 3)
-    base = (ACTrainConfig.sim_tiny() if cls is ACTrainConfig else PretrainConfig.tiny_cpu())
-    assert cfg == apply_overrides(base, {"seed": 5, "log_every": 3})
+    assert (cfg.seed, getattr(cfg, second)) == (5, 3)
+    assert cfg == apply_overrides(make(), {"seed": 5, second: 3})
     assert to_toml(cfg) == printed.stdout
-    bad = run("--preset", "sim_tiny" if cls is ACTrainConfig else "tiny_cpu", "lr_peek=1")
+    bad = run("--preset", small, "lr_peek=1")
     assert bad.returncode != 0 and "unknown config key 'lr_peek'" in bad.stderr

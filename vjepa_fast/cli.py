@@ -206,7 +206,7 @@ def _robot_main(module: str, argv: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vjepa-fast",
-        description="Fast V-JEPA 2 / V-JEPA 2-AC: pretraining, action-conditioned training, latent planning.",
+        description="Fast V-JEPA 2 / V-JEPA 2-AC: pretraining, action-conditioned training, latent planning, probes.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -250,6 +250,11 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_pretrain)
+
+    sub.add_parser("probe", add_help=False,
+                   help="attentive probes on a frozen encoder: `probe train|eval --config FILE` (video "
+                        "classification top-1/top-5, anticipation recall@5; Meta's and HF's released probes "
+                        "load; see `vjepa-fast probe --help`)")
 
     sub.add_parser("sim-eval", add_help=False,
                    help="closed-loop success rate on the embedded simulator: unseen goals, our model and baselines "
@@ -331,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vjepa_fast.train.ac import main as train_ac_main
 
         return train_ac_main(argv[1:])
+    if argv[:1] == ["probe"]:  # attentive probes: its own parser (vjepa_fast.probes.run.main)
+        from vjepa_fast.probes.run import main as probe_main
+
+        return probe_main(argv[1:])
     if argv[:1] == ["sim-eval"]:  # the robot side's evaluation (robot/sim_eval.py), its own parser
         return _robot_main("sim_eval", argv[1:])
     if argv[:1] == ["energy-ceiling"]:
