@@ -6,7 +6,8 @@ their fake kernels so they trace under torch.compile(fullgraph=True) and FakeTen
 """
 
 from vjepa_fast.ops._extension import cuda_built
+from vjepa_fast.ops.attention import ATTENTION_BACKENDS, rope_attention
 from vjepa_fast.ops.cem import CEM_BACKENDS, cem_refit, cem_sample
 from vjepa_fast.ops.ema import EMA_BACKENDS, ema_update_
 
-__all__ = ["CEM_BACKENDS", "EMA_BACKENDS", "cem_refit", "cem_sample", "cuda_built", "ema_update_"]
+__all__ = ["ATTENTION_BACKENDS", "CEM_BACKENDS", "EMA_BACKENDS", "cem_refit", "cem_sample", "cuda_built", "ema_update_", "rope_attention"]
