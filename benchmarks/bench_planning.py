@@ -133,8 +133,10 @@ def test_plan_quality_cpu_small(benchmark, cpu_small):
         f"ours_efficient mean final energy {float(eff.mean()):.3g} > reference {float(ref.mean()):.3g}")
 
 
-@pytest.mark.parametrize("impl", ["reference", "ours_bf16"])
+@pytest.mark.parametrize("impl", ["reference", "ours_bf16", "ours_bf16_fused"])
 def test_plan_paper_scale_cuda(benchmark, impl):
+    """ours_bf16_fused: encoder and AC predictor with attn_impl="fused" (the Triton RoPE attention kernel in
+    every block, and in the lean rollout over its KV buffer)."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     pred, judge, z_obs, state, goal = _problem("cuda", ACPredictorConfig.vit_giant(), 1)
@@ -151,8 +153,13 @@ def test_plan_paper_scale_cuda(benchmark, impl):
 
         res = benchmark.pedantic(run, rounds=1, iterations=1)
     else:
+        attn = "fused" if impl.endswith("fused") else "sdpa"
         with torch.device("cuda"):
-            enc = VideoEncoder(EncoderConfig.vit_giant()).eval()
+            enc = VideoEncoder(EncoderConfig.vit_giant(attn_impl=attn)).eval()
+            if attn == "fused":
+                fused = ActionConditionedPredictor(pred.config.replace(attn_impl="fused")).eval()
+                fused.load_state_dict(pred.state_dict())
+                pred = fused
         wm = WorldModel(enc, pred, dtype="bfloat16", encoder_dtype="bfloat16")
         del enc
         planner = CEMPlanner(wm, cfg.replace(dtype="bfloat16"))

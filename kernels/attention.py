@@ -88,11 +88,11 @@ def _unrotate(g, POS, rows, row_mask, COS, SIN, NGRID, NROWS, ROWS: tl.constexpr
 
 
 @triton.jit
-def _fwd_kernel(Q, K, V, O, LSE, POS_Q, POS_K, CU_Q, CU_K, COS, SIN,
+def _fwd_kernel(Q, K, V, O, LSE, POS_Q, POS_K, CU_Q, CU_K, SEQUSED_K, COS, SIN,
                 stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
                 num_heads, qk_scale, NGRID, NROWS, STEP_LEN,
                 HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_SEQUSED: tl.constexpr,
                 DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -101,7 +101,10 @@ def _fwd_kernel(Q, K, V, O, LSE, POS_Q, POS_K, CU_Q, CU_K, COS, SIN,
     q_start = tl.load(CU_Q + b)
     len_q = tl.load(CU_Q + b + 1) - q_start
     k_start = tl.load(CU_K + b)
-    len_k = tl.load(CU_K + b + 1) - k_start
+    if HAS_SEQUSED:  # KV-cache buffers: sample b's keys start at CU_K[b], SEQUSED_K[b] of them are valid
+        len_k = tl.load(SEQUSED_K + b)
+    else:
+        len_k = tl.load(CU_K + b + 1) - k_start
     m0 = pid_m * BLOCK_M
     if m0 >= len_q:
         return
@@ -153,11 +156,11 @@ def _fwd_kernel(Q, K, V, O, LSE, POS_Q, POS_K, CU_Q, CU_K, COS, SIN,
 
 
 @triton.jit
-def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, POS_Q, POS_K, CU_Q, CU_K, COS, SIN,
+def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, POS_Q, POS_K, CU_Q, CU_K, SEQUSED_K, COS, SIN,
                      stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
                      num_heads, qk_scale, scale, NGRID, NROWS, STEP_LEN,
                      HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_SEQUSED: tl.constexpr,
                      DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -166,7 +169,10 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, POS_Q, POS_K, CU_Q, CU_K, 
     q_start = tl.load(CU_Q + b)
     len_q = tl.load(CU_Q + b + 1) - q_start
     k_start = tl.load(CU_K + b)
-    len_k = tl.load(CU_K + b + 1) - k_start
+    if HAS_SEQUSED:  # KV-cache buffers: sample b's keys start at CU_K[b], SEQUSED_K[b] of them are valid
+        len_k = tl.load(SEQUSED_K + b)
+    else:
+        len_k = tl.load(CU_K + b + 1) - k_start
     n0 = pid_n * BLOCK_N
     if n0 >= len_k:
         return
@@ -221,11 +227,11 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, POS_Q, POS_K, CU_Q, CU_K, 
 
 
 @triton.jit
-def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, POS_Q, POS_K, CU_Q, CU_K, COS, SIN,
+def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, POS_Q, POS_K, CU_Q, CU_K, SEQUSED_K, COS, SIN,
                    stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
                    num_heads, qk_scale, scale, NGRID, NROWS, STEP_LEN,
                    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_SEQUSED: tl.constexpr,
                    DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -234,7 +240,10 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, POS_Q, POS_K, CU_Q, CU_K, COS, S
     q_start = tl.load(CU_Q + b)
     len_q = tl.load(CU_Q + b + 1) - q_start
     k_start = tl.load(CU_K + b)
-    len_k = tl.load(CU_K + b + 1) - k_start
+    if HAS_SEQUSED:  # KV-cache buffers: sample b's keys start at CU_K[b], SEQUSED_K[b] of them are valid
+        len_k = tl.load(SEQUSED_K + b)
+    else:
+        len_k = tl.load(CU_K + b + 1) - k_start
     m0 = pid_m * BLOCK_M
     if m0 >= len_q:
         return
@@ -360,8 +369,10 @@ def _common(q: torch.Tensor, grid: tuple[int, int, int]):
 
 
 def rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q: int, grid: tuple[int, int, int],
-                       scale: float, step_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward. q: [Tq, H, hd], k, v: [Tk, H, hd] (last dim contiguous); pos_*: int32 codes; cu_*: int32 [B+1].
+                       scale: float, step_len: int, seqused_k: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward. q: [Tq, H, hd], k, v: [Tk, H, hd] (last dim contiguous); pos_*: int32 codes; cu_*: int32 [B+1];
+    seqused_k: optional int32 [B], the number of valid keys from each cu_k[b] (a KV-cache buffer).
 
     Returns out [Tq, H, hd] (q's dtype, contiguous) and the base-2 log-sum-exp [Tq, H] fp32.
     """
@@ -375,24 +386,27 @@ def rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q: int, grid: tupl
     batch = cu_q.numel() - 1
     launch = (triton.cdiv(max_q, bm), batch * heads)
     _fwd_kernel[launch](
-        q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, cos, sin,
+        q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, cu_k if seqused_k is None else seqused_k, cos, sin,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
         heads, scale * _LOG2E, n_grid, n_rows, max(step_len, 1),
         HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=step_len > 0,
-        DOT_DTYPE=_dot_dtype(q.dtype), PRECISION=precision, num_warps=warps, num_stages=stages,
+        HAS_SEQUSED=seqused_k is not None, DOT_DTYPE=_dot_dtype(q.dtype), PRECISION=precision,
+        num_warps=warps, num_stages=stages,
     )
     return out, lse
 
 
 def rope_attention_bwd(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q: int, max_k: int,
-                       grid: tuple[int, int, int], scale: float, step_len: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       grid: tuple[int, int, int], scale: float, step_len: int,
+                       seqused_k: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward of `rope_attention_fwd`: (dq, dk, dv), contiguous, in the inputs' dtype."""
     tq, heads, _ = q.shape
     head_dim, n_grid, n_rows, cos, sin, block_d, precision = _common(q, grid)
     dq = torch.empty((tq, heads, head_dim), dtype=q.dtype, device=q.device)
-    dk = torch.empty((k.shape[0], heads, head_dim), dtype=k.dtype, device=k.device)
-    dv = torch.empty((v.shape[0], heads, head_dim), dtype=v.dtype, device=v.device)
+    # With seqused_k the rows past each sample's valid keys are not visited: they get 0.
+    alloc = torch.empty if seqused_k is None else torch.zeros
+    dk = alloc((k.shape[0], heads, head_dim), dtype=k.dtype, device=k.device)
+    dv = alloc((v.shape[0], heads, head_dim), dtype=v.dtype, device=v.device)
     if tq == 0:
         return dq, dk.zero_(), dv.zero_()
     if grad_out.stride(-1) != 1:
@@ -404,12 +418,14 @@ def rope_attention_bwd(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, ma
     strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                grad_out.stride(0), grad_out.stride(1))
     meta = dict(HEAD_DIM=head_dim, BLOCK_D=block_d, BLOCK_M=bm, BLOCK_N=bn, CAUSAL=step_len > 0,
+                HAS_SEQUSED=seqused_k is not None,
                 DOT_DTYPE=_dot_dtype(q.dtype), PRECISION=precision, num_warps=warps, num_stages=stages)
+    used = cu_k if seqused_k is None else seqused_k
     # Every key row is written, zeros where a sample has no queries (its loop over queries is empty).
     _bwd_dkdv_kernel[(triton.cdiv(max_k, bn), batch * heads)](
-        q, k, v, grad_out, lse, delta, dk, dv, pos_q, pos_k, cu_q, cu_k, cos, sin, *strides, *args, **meta)
+        q, k, v, grad_out, lse, delta, dk, dv, pos_q, pos_k, cu_q, cu_k, used, cos, sin, *strides, *args, **meta)
     _bwd_dq_kernel[(triton.cdiv(max_q, bm), batch * heads)](
-        q, k, v, grad_out, lse, delta, dq, pos_q, pos_k, cu_q, cu_k, cos, sin, *strides, *args, **meta)
+        q, k, v, grad_out, lse, delta, dq, pos_q, pos_k, cu_q, cu_k, used, cos, sin, *strides, *args, **meta)
     return dq, dk, dv
 
 

@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"triton {triton.__version__}, target sm_{args.arch}"]
     failures = []
     ptr_args = {
-        "fwd": ("Q", "K", "V", "O", "LSE", "POS_Q", "POS_K", "CU_Q", "CU_K", "COS", "SIN"),
-        "dkdv": ("Q", "K", "V", "DO", "LSE", "DELTA", "DK", "DV", "POS_Q", "POS_K", "CU_Q", "CU_K", "COS", "SIN"),
-        "dq": ("Q", "K", "V", "DO", "LSE", "DELTA", "DQ", "POS_Q", "POS_K", "CU_Q", "CU_K", "COS", "SIN"),
+        "fwd": ("Q", "K", "V", "O", "LSE", "POS_Q", "POS_K", "CU_Q", "CU_K", "SEQUSED_K", "COS", "SIN"),
+        "dkdv": ("Q", "K", "V", "DO", "LSE", "DELTA", "DK", "DV", "POS_Q", "POS_K", "CU_Q", "CU_K", "SEQUSED_K",
+                 "COS", "SIN"),
+        "dq": ("Q", "K", "V", "DO", "LSE", "DELTA", "DQ", "POS_Q", "POS_K", "CU_Q", "CU_K", "SEQUSED_K", "COS", "SIN"),
     }
     kernels = {"fwd": ka._fwd_kernel, "dkdv": ka._bwd_dkdv_kernel, "dq": ka._bwd_dq_kernel}
     t0 = time.time()
@@ -70,19 +71,22 @@ def main(argv: list[str] | None = None) -> int:
                 if name in ptr_args[kind]:
                     if name in ("LSE", "DELTA", "COS", "SIN"):
                         sig[name] = "*fp32"
-                    elif name.startswith(("POS", "CU")):
+                    elif name.startswith(("POS", "CU", "SEQUSED")):
                         sig[name] = "*i32"
                     else:
                         sig[name] = f"*{dtype}"
                 elif name in ("qk_scale", "scale"):
                     sig[name] = "fp32"
-                elif name in ("HEAD_DIM", "BLOCK_D", "BLOCK_M", "BLOCK_N", "CAUSAL",
+                elif name in ("HEAD_DIM", "BLOCK_D", "BLOCK_M", "BLOCK_N", "CAUSAL", "HAS_SEQUSED",
                                                  "DOT_DTYPE", "PRECISION"):
                     sig[name] = "constexpr"
                 else:
                     sig[name] = "i32"
             consts = dict(HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
                           BLOCK_M=bm, BLOCK_N=bn, CAUSAL=causal, DOT_DTYPE=dot,
+                          # the planner's KV-buffer mode (inference: forward only) rides on the full-attention
+                          # forward variants
+                          HAS_SEQUSED=kind == "fwd" and not causal,
                           PRECISION="ieee" if dtype == "fp32" else "tf32")
             label = f"{kind:4s} hd={head_dim:3d} {dtype} causal={int(causal)} tiles={bm}x{bn} warps={warps} stages={stages}"
             try:

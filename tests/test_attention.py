@@ -149,6 +149,33 @@ def test_low_precision_error_bound(dtype, step_len):
 
 
 @needs_triton
+def test_seqused_k_reads_only_the_filled_prefix():
+    """KV-cache buffers: sample b's keys are rows cu_k[b] .. cu_k[b] + seqused_k[b]; the rest is never read
+    (filled with NaN here) and gets zero gradient."""
+    lens_q, used, cap = [7, 12], [30, 19], 40
+    c = _case(lens_q, used, 2, 32, torch.float32, time_only=0.2)
+    buf = torch.full((2 * cap, 2, 2, 32), float("nan"), device=DEVICE)
+    pos_buf = torch.zeros(2 * cap, dtype=torch.int32, device=DEVICE)
+    for b in range(2):
+        buf[b * cap : b * cap + used[b]] = c["kv"][c["cu_k"][b] : c["cu_k"][b + 1]]
+        pos_buf[b * cap : b * cap + used[b]] = c["pos_k"][c["cu_k"][b] : c["cu_k"][b + 1]]
+    buf.requires_grad_(True)
+    q = c["q"].detach().requires_grad_(True)
+    cu_buf = torch.tensor([0, cap, 2 * cap], dtype=torch.int32, device=DEVICE)
+    seqused = torch.tensor(used, dtype=torch.int32, device=DEVICE)
+    for step_len in (0, 6):
+        out = rope_attention(q, buf[:, 0], buf[:, 1], c["pos_q"], pos_buf, c["cu_q"], cu_buf, max_seqlen_q=12,
+                             max_seqlen_k=30, grid=c["grid"], step_len=step_len, seqused_k=seqused, backend="triton")
+        ref = _run(c, "autograd", step_len)
+        _assert_fp32_close(out.detach(), ref[0], "out")
+        dq, dbuf = torch.autograd.grad(out, (q, buf), ref[3])
+        _assert_fp32_close(dq, ref[1], "dq")
+        for b in range(2):
+            _assert_fp32_close(dbuf[b * cap : b * cap + used[b]], ref[2][c["cu_k"][b] : c["cu_k"][b + 1]], "dkv")
+            assert torch.equal(dbuf[b * cap + used[b] : (b + 1) * cap], torch.zeros_like(dbuf[: cap - used[b]]))
+
+
+@needs_triton
 def test_block_causal_is_causal():
     """Changing the last step's keys/values leaves earlier steps' outputs bit-identical (tile skipping may not
     read the future), and a query's output depends on its own step's keys."""
@@ -165,7 +192,7 @@ def test_block_causal_is_causal():
 def test_opcheck_and_compile():
     c = _case([7, 5], [7, 5], 2, 16, torch.float32)
     args = (c["q"].requires_grad_(True), c["kv"][:, 0], c["kv"][:, 1], c["pos_q"], c["pos_k"], c["cu_q"],
-            c["cu_k"], c["max_q"], c["max_k"], list(c["grid"]), 0.25, 0)
+            c["cu_k"], None, c["max_q"], c["max_k"], list(c["grid"]), 0.25, 0)
     for backend in ("triton", "reference"):
         torch.library.opcheck(torch.ops.vjepa_fast.rope_attention.default, (*args, backend))
 

@@ -166,10 +166,19 @@ def test_shift_plan():
 # ---------------------------------------------------------------------------- world model rollouts
 
 
-@pytest.mark.parametrize("impl", ["module", "lean"])
-def test_kv_rollout_equals_full_recompute(impl):
-    """KV-cached rollout (3 steps, with rotations and a gripper) == the reference's full recompute."""
+@pytest.mark.parametrize("impl", ["module", "lean", "lean-fused", "lean-fused-no-triton"])
+def test_kv_rollout_equals_full_recompute(impl, monkeypatch):
+    """KV-cached rollout (3 steps, with rotations and a gripper) == the reference's full recompute.
+
+    "lean-fused": a predictor with attn_impl="fused", whose lean rollout runs the Triton RoPE attention kernel
+    over its KV buffer (the interpreter on the CPU); "-no-triton": the same where Triton cannot run."""
     pred = _tiny_predictor()
+    if impl.startswith("lean-fused"):
+        fused = ActionConditionedPredictor(pred.config.replace(attn_impl="fused")).eval()
+        fused.load_state_dict(pred.state_dict())
+        if impl.endswith("no-triton"):
+            monkeypatch.setenv("TRITON_INTERPRET", "0")
+        pred, impl = fused, "lean"
     n, d = pred.config.tokens_per_frame, pred.config.embed_dim
     z0 = _latents(2, n, d)
     state = STATE.repeat(2, 1)

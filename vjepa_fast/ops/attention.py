@@ -71,16 +71,23 @@ def _block_causal_mask(len_q: int, len_k: int, step_len: int, device: torch.devi
     return k_step[None, :] <= q_step[:, None]
 
 
+def _key_ranges(cu_k: torch.Tensor, seqused_k: torch.Tensor | None) -> list[tuple[int, int]]:
+    bk = cu_k.tolist()
+    if seqused_k is None:
+        return [(bk[b], bk[b + 1]) for b in range(len(bk) - 1)]
+    return [(bk[b], bk[b] + n) for b, n in enumerate(seqused_k.tolist())]
+
+
 def reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[int], scale: float,
-                             step_len: int) -> torch.Tensor:
+                             step_len: int, seqused_k: torch.Tensor | None = None) -> torch.Tensor:
     """The op's maths in PyTorch (differentiable): out [Tq, H, hd] in q's dtype."""
     from vjepa_fast.models.rope import apply_rope
 
     head_dim = q.shape[-1]
     out = []
-    bq, bk = cu_q.tolist(), cu_k.tolist()
+    bq, keys = cu_q.tolist(), _key_ranges(cu_k, seqused_k)
     for b in range(len(bq) - 1):
-        q0, q1, k0, k1 = bq[b], bq[b + 1], bk[b], bk[b + 1]
+        q0, q1, (k0, k1) = bq[b], bq[b + 1], keys[b]
         if q1 == q0:
             continue
         cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim)
@@ -96,7 +103,7 @@ def reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[i
 
 
 def reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[int],
-                                      scale: float, step_len: int):
+                                      scale: float, step_len: int, seqused_k: torch.Tensor | None = None):
     """Gradients of `reference_rope_attention` written out (fp32 maths): (dq, dk, dv) in the inputs' dtypes.
 
     Written by hand rather than by autograd because the op's implementation runs below the autograd key.
@@ -105,9 +112,9 @@ def reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_
 
     head_dim = q.shape[-1]
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    bq, bk = cu_q.tolist(), cu_k.tolist()
+    bq, keys = cu_q.tolist(), _key_ranges(cu_k, seqused_k)
     for b in range(len(bq) - 1):
-        q0, q1, k0, k1 = bq[b], bq[b + 1], bk[b], bk[b + 1]
+        q0, q1, (k0, k1) = bq[b], bq[b + 1], keys[b]
         if q1 == q0:
             continue
         cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim)
@@ -138,58 +145,60 @@ def reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_
 
 @torch.library.custom_op("vjepa_fast::rope_attention", mutates_args=())
 def _rope_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_q: torch.Tensor,
-                       pos_k: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int, max_k: int,
-                       grid: list[int], scale: float, step_len: int, backend: str
+                       pos_k: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, seqused_k: torch.Tensor | None,
+                       max_q: int, max_k: int, grid: list[int], scale: float, step_len: int, backend: str
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     if backend == "triton":
         from vjepa_fast.kernels.attention import rope_attention_fwd
 
-        return rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, tuple(grid), scale, step_len)
+        return rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, tuple(grid), scale, step_len, seqused_k)
     with torch.no_grad():
-        out = reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid, scale, step_len)
+        out = reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid, scale, step_len, seqused_k)
     # The reference backend recomputes in its backward and has no use for the log-sum-exp.
     return out.contiguous(), q.new_zeros((q.shape[0], q.shape[1]), dtype=torch.float32)
 
 
 @_rope_attention_op.register_fake
-def _(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, max_k, grid, scale, step_len, backend):
+def _(q, k, v, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len, backend):
     return q.new_empty(q.shape), q.new_empty((q.shape[0], q.shape[1]), dtype=torch.float32)
 
 
 @torch.library.custom_op("vjepa_fast::rope_attention_backward", mutates_args=())
 def _rope_attention_bwd_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                            out: torch.Tensor, lse: torch.Tensor, pos_q: torch.Tensor, pos_k: torch.Tensor,
-                           cu_q: torch.Tensor, cu_k: torch.Tensor, max_q: int, max_k: int, grid: list[int],
-                           scale: float, step_len: int, backend: str
+                           cu_q: torch.Tensor, cu_k: torch.Tensor, seqused_k: torch.Tensor | None, max_q: int,
+                           max_k: int, grid: list[int], scale: float, step_len: int, backend: str
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if backend == "triton":
         from vjepa_fast.kernels.attention import rope_attention_bwd
 
         return rope_attention_bwd(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q, max_k,
-                                  tuple(grid), scale, step_len)
+                                  tuple(grid), scale, step_len, seqused_k)
     dq, dk, dv = reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_k, grid, scale,
-                                                   step_len)
+                                                   step_len, seqused_k)
     return dq.contiguous(), dk.contiguous(), dv.contiguous()
 
 
 @_rope_attention_bwd_op.register_fake
-def _(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q, max_k, grid, scale, step_len, backend):
+def _(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len,
+      backend):
     return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape))
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, max_k, grid, scale, step_len, backend = inputs
+    q, k, v, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len, backend = inputs
     out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k)
+    ctx.save_for_backward(q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, seqused_k)
     ctx.args = (max_q, max_k, grid, scale, step_len, backend)
 
 
 def _backward(ctx, grad_out, grad_lse):
-    q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k = ctx.saved_tensors
+    q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, seqused_k = ctx.saved_tensors
     max_q, max_k, grid, scale, step_len, backend = ctx.args
     dq, dk, dv = torch.ops.vjepa_fast.rope_attention_backward(
-        grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q, max_k, grid, scale, step_len, backend)
-    return dq, dk, dv, None, None, None, None, None, None, None, None, None, None
+        grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len,
+        backend)
+    return dq, dk, dv, None, None, None, None, None, None, None, None, None, None, None
 
 
 _rope_attention_op.register_autograd(_backward, setup_context=_setup_context)
@@ -220,6 +229,7 @@ def rope_attention(
     grid: Sequence[int],
     scale: float | None = None,
     step_len: int = 0,
+    seqused_k: torch.Tensor | None = None,
     backend: str = "auto",
 ) -> torch.Tensor:
     """RoPE attention over packed samples.
@@ -235,6 +245,8 @@ def rope_attention(
         scale: defaults to hd ** -0.5.
         step_len: 0 for full attention; > 0 for block-causal attention over time steps of step_len tokens
             (key j of a sample is seen by query i when j // step_len <= (i + Lk - Lq) // step_len).
+        seqused_k: optional int32 [B]: sample b's keys are the first seqused_k[b] rows from cu_seqlens_k[b]
+            (a preallocated KV-cache buffer of which only a prefix is filled); Lk = seqused_k[b].
         backend: "auto", "triton" or "reference".
     Returns [Tq, H, hd] in q's dtype.
     """
@@ -260,6 +272,9 @@ def rope_attention(
         if t.dtype != torch.int32 or t.numel() < 2:
             raise ValueError(f"rope_attention: {name} must be int32 [B+1] with B >= 1, got {t.dtype} "
                              f"{tuple(t.shape)}")
+    if seqused_k is not None and (not isinstance(seqused_k, torch.Tensor) or seqused_k.dtype != torch.int32
+                                  or seqused_k.shape != (cu_seqlens_k.numel() - 1,)):
+        raise ValueError(f"rope_attention: seqused_k must be int32 [B] = [{cu_seqlens_k.numel() - 1}]")
     if cu_seqlens_q.numel() != cu_seqlens_k.numel():
         raise ValueError("rope_attention: cu_seqlens_q and cu_seqlens_k must describe the same number of samples")
     devices = {t.device for t in (q, k, v, pos_q, pos_k, cu_seqlens_q, cu_seqlens_k)}
@@ -282,8 +297,8 @@ def rope_attention(
                            "before import for CPU tensors (and triton installed)")
     scale = head_dim ** -0.5 if scale is None else float(scale)
     out, _ = torch.ops.vjepa_fast.rope_attention(
-        q, k, v, pos_q, pos_k, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), int(max_seqlen_k), grid, scale,
-        step_len, backend)
+        q, k, v, pos_q, pos_k, cu_seqlens_q, cu_seqlens_k, seqused_k, int(max_seqlen_q), int(max_seqlen_k), grid,
+        scale, step_len, backend)
     return out
 
 

@@ -16,6 +16,11 @@ Here, per block:
   the context frame is embedded once per problem, not per sample.
 Everything else (pre-norm blocks, exact GELU, block-causal attention, final norm + proj on the frame tokens)
 is the predictor's maths; `tests/test_planning.py` checks it against the module forward with the KV cache.
+
+With a predictor built with attn_impl="fused", where the Triton kernels can run (CUDA, or the CPU under
+TRITON_INTERPRET=1), each block's attention is one `rope_attention` call instead: the qkv rows keep the
+checkpoint's order, un-rotated keys and values go into the same preallocated buffer, and the kernel rotates q
+and k from their position codes and reads each sample's filled prefix of the buffer (`seqused_k`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import torch.nn.functional as F
 
 from vjepa_fast.models import ActionConditionedPredictor
 from vjepa_fast.models.ac_predictor import COND_TOKENS
-from vjepa_fast.models.attention import attention
+from vjepa_fast.models.attention import FUSED, attention
+from vjepa_fast.ops.attention import rope_attention, triton_available, uniform_cu_seqlens
+from vjepa_fast.models.rope import apply_rope
 from vjepa_fast.precision import private_cpu_ops_ok
 
 __all__ = ["LeanACRollout"]
@@ -51,6 +58,9 @@ class LeanACRollout:
         self.width = cfg.predictor_embed_dim
         self.n = cfg.tokens_per_frame
         self.step_len = self.n + COND_TOKENS
+        # attn_impl="fused": q/k rows stay in the checkpoint's order (the kernel rotates interleaved pairs).
+        self.fused_attention = cfg.attn_impl == FUSED
+        self._predictor = predictor
 
         def cvt(t: torch.Tensor) -> torch.Tensor:
             return t.detach().to(dtype).contiguous()
@@ -69,7 +79,8 @@ class LeanACRollout:
                 {
                     "n1": (f32(blk.norm1.weight), f32(blk.norm1.bias), blk.norm1.eps),
                     "qkv": (cvt(self._rotate_half_rows(blk.attn.qkv.weight)),
-                            cvt(self._rotate_half_rows(blk.attn.qkv.bias))),
+                            cvt(self._rotate_half_rows(blk.attn.qkv.bias))) if not self.fused_attention
+                    else (cvt(blk.attn.qkv.weight), cvt(blk.attn.qkv.bias)),
                     "proj": (cvt(blk.attn.proj.weight), cvt(blk.attn.proj.bias)),
                     "n2": (f32(blk.norm2.weight), f32(blk.norm2.bias), blk.norm2.eps),
                     "fc1": (cvt(blk.mlp.fc1.weight), cvt(blk.mlp.fc1.bias)),
@@ -109,6 +120,22 @@ class LeanACRollout:
         self.device = torch.device(device)
         return self
 
+    def _codes(self, m: int, h: int, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Position codes: per step t the new tokens' [M*L], and every buffer row's [M*H*L]."""
+        key = ("codes", m, h, device)
+        if key not in self._rope_cache:
+            one = self._predictor.position_codes(h, 0, device)  # [H*L], steps 0..H-1
+            steps = [one[t * self.step_len : (t + 1) * self.step_len].repeat(m) for t in range(h)]
+            self._rope_cache[key] = (steps, one.repeat(m))  # type: ignore[assignment]
+        return self._rope_cache[key]  # type: ignore[return-value]
+
+    def _rope_interleaved_at(self, t: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = ("interleaved", t, device)
+        if key not in self._rope_cache:
+            cos, sin = self._rope[t]
+            self._rope_cache[key] = (cos.to(device)[:, None, None], sin.to(device)[:, None, None])
+        return self._rope_cache[key]
+
     def _rope_at(self, t: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (t, device)
         if key not in self._rope_cache:
@@ -146,7 +173,8 @@ class LeanACRollout:
         heads, hd, c, n, L = self.heads, self.head_dim, self.width, self.n, self.step_len
         h2 = hd // 2
         fused = self._fused_ok(dev)
-        bf16_cpu = dev.type == "cpu" and dt == torch.bfloat16
+        kernel = self.fused_attention and triton_available(dev)
+        bf16_cpu = dev.type == "cpu" and dt == torch.bfloat16 and not kernel
         a_tok = F.linear(actions.float(), *self.action)  # [M, H, C]
         s_tok = F.linear(states.float(), *self.state)
         # Context frame embedded once per problem, then broadcast over its samples.
@@ -162,16 +190,42 @@ class LeanACRollout:
             # A bf16 residual stream put a noise floor of ~0.007 on the L1 energy at cpu-small (random
             # weights), as large as the energy differences between candidate actions.
             x = torch.cat([a_tok[:, t : t + 1], s_tok[:, t : t + 1], frame], dim=1).view(m * L, c)
-            cos, sin = self._rope_at(t, dev)
             end = (t + 1) * L
+            if kernel:
+                codes_q, codes_k = self._codes(m, h, dev)
+                cu_q = uniform_cu_seqlens(m, L, dev)
+                cu_k = uniform_cu_seqlens(m, h * L if kbuf is not None else L, dev)
+                used = torch.full((m,), end, dtype=torch.int32, device=dev) if kbuf is not None else None
+                grid = (self.config.max_steps, *self.config.grid_hw)
+            elif self.fused_attention:
+                cos, sin = self._rope_interleaved_at(t, dev)
+            else:
+                cos, sin = self._rope_at(t, dev)
             for i, p in enumerate(self.blocks):
                 y = F.layer_norm(x, (c,), *p["n1"][:2], eps=p["n1"][2]).to(dt)
                 qkv = _linear(y, p["qkv"], fused).view(m, L, 3, heads, hd)
+                if kernel:  # rotation, attention over the buffer's filled prefix: one kernel
+                    if kbuf is not None:
+                        kbuf[i, :, t * L : end] = qkv[:, :, 1]
+                        vbuf[i, :, t * L : end] = qkv[:, :, 2]
+                        k, v, pos_k = kbuf[i].view(-1, heads, hd), vbuf[i].view(-1, heads, hd), codes_k
+                    else:
+                        k, v, pos_k = (qkv[:, :, 1].reshape(m * L, heads, hd), qkv[:, :, 2].reshape(m * L, heads, hd),
+                                       codes_q[t])
+                    o = rope_attention(qkv[:, :, 0].reshape(m * L, heads, hd), k, v, codes_q[t], pos_k, cu_q, cu_k,
+                                       max_seqlen_q=L, max_seqlen_k=end, grid=grid, seqused_k=used)
+                    x = _linear_add(o.view(m * L, c), x, p["proj"], fused)
+                    y = F.layer_norm(x, (c,), *p["n2"][:2], eps=p["n2"][2]).to(dt)
+                    x = _linear_add(_linear_gelu(y, p["fc1"], fused), x, p["fc2"], fused)
+                    continue
                 qk = qkv[:, :, :2]  # [M, L, 2, heads, hd]: rotate q and k in one pass
-                rot = qk * cos
-                rot[..., :h2].addcmul_(qk[..., h2:], sin[..., :h2])
-                rot[..., h2:].addcmul_(qk[..., :h2], sin[..., h2:])
-                qk = rot
+                if self.fused_attention:  # checkpoint order, Triton unavailable here: interleaved pairs
+                    qk = apply_rope(qk, cos, sin)
+                else:
+                    rot = qk * cos
+                    rot[..., :h2].addcmul_(qk[..., h2:], sin[..., :h2])
+                    rot[..., h2:].addcmul_(qk[..., :h2], sin[..., h2:])
+                    qk = rot
                 q = qk[:, :, 0]
                 if kbuf is not None:
                     kbuf[i, :, t * L : end] = qk[:, :, 1]
