@@ -370,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     k = cfg.recall_k
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: one summary, from rank 0
+        return 0
     print(f"{metrics['tag']}: top-1 {100 * metrics['top1']:.2f}%  top-{k} {100 * metrics[f'top{k}']:.2f}%  "
           f"class-mean recall@{k} {100 * metrics[f'class_mean_recall@{k}']:.2f}%  ({metrics['videos']} videos, "
           f"{metrics['classes']} classes); {cfg.out_dir}/metrics.json, confusion.png")

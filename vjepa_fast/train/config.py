@@ -90,7 +90,7 @@ class PretrainConfig:
     amp: str = "auto"
     activation_checkpointing: bool = True
     parallel: str = "auto"  # auto (ddp when launched by torchrun), none, ddp, fsdp
-    attn_impl: str = "sdpa"
+    attn_impl: str = "sdpa"  # sdpa (RoPE pass + PyTorch SDPA) or fused (the Triton RoPE attention kernel)
     seed: int = 0
     out_dir: str = "runs/pretrain"
     save_every: int = 1000
