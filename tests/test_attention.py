@@ -410,3 +410,15 @@ def test_cuda_models_bf16():
                 e_ref = (ref(v).float() - exact).abs().max().item()
                 e_fused = (fused(v).float() - exact).abs().max().item()
         assert e_fused <= 2 * e_ref, (e_fused, e_ref)
+
+
+def test_cli_info_says_where_fused_attention_runs(capsys, monkeypatch):
+    from vjepa_fast.cli import main
+
+    assert main(["info"]) == 0
+    expect = "Triton kernel" if DEVICE.type == "cuda" else "Triton interpreter"
+    assert f"attn_impl='fused' on {DEVICE.type}: {expect}" in capsys.readouterr().out
+    if DEVICE.type == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        assert main(["info"]) == 0
+        assert "attn_impl='fused' on cpu: PyTorch reference" in capsys.readouterr().out

@@ -29,6 +29,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     except ImportError:
         lines.append("triton: not installed (Triton kernels unavailable)")
     lines.append(f"GPU visible: {torch.cuda.is_available()}")
+    from vjepa_fast.ops.attention import triton_available
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    where = ("Triton kernel" if dev.type == "cuda" else "Triton interpreter (TRITON_INTERPRET=1)") \
+        if triton_available(dev) else "PyTorch reference (no Triton kernel on this device)"
+    lines.append(f"attn_impl='fused' on {dev.type}: {where}")
     print("\n".join(lines))
     return 0
 
