@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vjepa_fast.models.layers import MLP  # fc1 -> exact GELU -> fc2, Meta's names
+
 __all__ = ["ProbeHeadConfig", "AttentivePooler", "AttentiveClassifier", "META_PROBE_LN_EPS"]
 
 # nn.LayerNorm's default, what Meta's AttentivePooler gets from `norm_layer=nn.LayerNorm`.
@@ -77,16 +79,6 @@ class ProbeHeadConfig:
         return cls(**data)
 
 
-class _MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class _SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, qkv_bias: bool) -> None:
         super().__init__()
@@ -110,7 +102,7 @@ class _Block(nn.Module):
         self.norm1 = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.attn = _SelfAttention(d, cfg.num_heads, cfg.qkv_bias)
         self.norm2 = nn.LayerNorm(d, eps=cfg.norm_eps)
-        self.mlp = _MLP(d, cfg.mlp_hidden)
+        self.mlp = MLP(d, cfg.mlp_hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -143,7 +135,7 @@ class _CrossAttentionBlock(nn.Module):
         self.norm1 = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.xattn = _CrossAttention(d, cfg.num_heads, cfg.qkv_bias)
         self.norm2 = nn.LayerNorm(d, eps=cfg.norm_eps)
-        self.mlp = _MLP(d, cfg.mlp_hidden)
+        self.mlp = MLP(d, cfg.mlp_hidden)
 
     def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         q = q + self.xattn(q, self.norm1(x))
