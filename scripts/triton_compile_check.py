@@ -45,12 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("error: unset TRITON_INTERPRET: the interpreter compiles nothing", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    import kernels.attention as ka
+    import vjepa_fast.kernels.attention as ka
 
     target = GPUTarget("cuda", args.arch, 32)
     lines = [f"triton {triton.__version__}, target sm_{args.arch}"]

@@ -25,6 +25,8 @@ from vjepa_fast.models import (
 )
 from vjepa_fast.models.attention import attention
 from vjepa_fast.ops.attention import (
+    MAX_HEAD_DIM,
+    MIN_HEAD_DIM,
     reference_rope_attention,
     reference_rope_attention_backward,
     rope_attention,
@@ -224,14 +226,152 @@ def test_reference_backward_matches_autograd():
     _assert_fp32_close(torch.stack([dk, dv], 1), ref[2], "dkv")
 
 
+# ------------------------------------------------------------------------------------ property test
+
+PROPERTY_MODES = ("masked", "full_grid", "block_causal", "kv_cache", "time_only")
+
+
+def _property_case(head_dim: int, mode: str, seed: int) -> dict:
+    """A random packed problem of one kind (lengths 1..300), built the way the models build theirs.
+
+    masked: each sample keeps its own ascending random subset of a (T, Hp, Wp) grid (ragged keep sets);
+    full_grid: every sample takes the whole grid; block_causal: steps of 0-2 time-only tokens (the AC
+    predictor's action/state) plus a frame of grid tokens, step_len tokens each; kv_cache: the same with
+    queries only for the last steps and keys in a preallocated buffer (seqused_k) whose gap is NaN;
+    time_only: codes -(t+1) only (the `attention()` switch on rotated inputs).
+    """
+    import random
+
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    heads, batch = rng.randint(1, 2), rng.randint(1, 3)
+    step_len, seqused = 0, None
+    if mode in ("masked", "full_grid", "time_only"):
+        while True:
+            grid = (rng.randint(1, 6), rng.randint(1, 8), rng.randint(1, 8))
+            n = grid[0] * grid[1] * grid[2]
+            if n <= 300:
+                break
+        if mode == "masked":
+            pos = [torch.randperm(n, generator=g)[: rng.randint(1, n)].sort().values for _ in range(batch)]
+        elif mode == "full_grid":
+            pos = [torch.arange(n) for _ in range(batch)]
+        else:
+            pos = [-1 - torch.randint(0, grid[0], (rng.randint(1, 300),), generator=g) for _ in range(batch)]
+        pos_q = pos_k = pos
+    else:
+        extra = rng.randint(0, 2)
+        while True:
+            grid = (rng.randint(1, 8), rng.randint(1, 6), rng.randint(1, 6))
+            step_len = extra + grid[1] * grid[2]
+            if grid[0] * step_len <= 300:
+                break
+        frame = grid[1] * grid[2]
+        steps = [rng.randint(1, grid[0]) for _ in range(batch)]
+        pos_k = [torch.cat([torch.cat([torch.full((extra,), -1 - t), t * frame + torch.arange(frame)])
+                            for t in range(s)]) for s in steps]
+        pos_q = pos_k
+        if mode == "kv_cache":
+            pos_q = [p[(s - rng.randint(1, s)) * step_len:] for p, s in zip(pos_k, steps)]
+            seqused = [p.numel() for p in pos_k]
+            pad = [rng.randint(0, 20) for _ in pos_k]  # the buffer's unfilled rows, never read
+            pos_k = [torch.cat([p, torch.zeros(r, dtype=p.dtype)]) for p, r in zip(pos_k, pad)]
+
+    def packed(parts):
+        return torch.cat(parts).to(DEVICE, torch.int32)
+
+    def cu(parts):
+        return torch.tensor([0, *[p.numel() for p in parts]]).cumsum(0).to(DEVICE, torch.int32)
+
+    tq, tk = sum(p.numel() for p in pos_q), sum(p.numel() for p in pos_k)
+    q = torch.randn(tq, heads, head_dim, generator=g)
+    kv = torch.randn(tk, 2, heads, head_dim, generator=g)
+    if seqused is not None:
+        starts = cu(pos_k).tolist()
+        for b, used in enumerate(seqused):
+            kv[starts[b] + used : starts[b + 1]] = float("nan")
+    lens_k = seqused or [p.numel() for p in pos_k]
+    return dict(q=q.to(DEVICE), kv=kv.to(DEVICE), pos_q=packed(pos_q), pos_k=packed(pos_k), cu_q=cu(pos_q),
+                cu_k=cu(pos_k), max_q=max(p.numel() for p in pos_q), max_k=max(lens_k), grid=grid,
+                step_len=step_len,
+                seqused=None if seqused is None else torch.tensor(seqused, dtype=torch.int32, device=DEVICE))
+
+
+@needs_triton
+@pytest.mark.parametrize("head_dim", range(MIN_HEAD_DIM, MAX_HEAD_DIM + 1, 2), ids=lambda d: f"hd{d}")
+def test_property_every_head_dim_and_kind(head_dim):
+    """Every head dim the op accepts (odd-sized RoPE splits such as hd 30's 10/10/10 included), one problem
+    kind per head dim in turn, random lengths 1..300: the Triton kernels' out, dq, dk and dv in fp32 within
+    1e-5 of autograd through the reference (relative to the largest entry, at least 1)."""
+    mode = PROPERTY_MODES[(head_dim // 2) % len(PROPERTY_MODES)]
+    c = _property_case(head_dim, mode, seed=1000 + head_dim)
+    q = c["q"].clone().requires_grad_(True)
+    kv = c["kv"].clone().requires_grad_(True)
+    k, v = kv[:, 0], kv[:, 1]
+    out = rope_attention(q, k, v, c["pos_q"], c["pos_k"], c["cu_q"], c["cu_k"], max_seqlen_q=c["max_q"],
+                         max_seqlen_k=c["max_k"], grid=c["grid"], step_len=c["step_len"], seqused_k=c["seqused"],
+                         backend="triton")
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(head_dim)).to(DEVICE)
+    dq, dkv = torch.autograd.grad(out, (q, kv), grad)
+    qr = c["q"].clone().requires_grad_(True)
+    kvr = torch.nan_to_num(c["kv"]).requires_grad_(True)  # the reference slices the filled prefix itself
+    ref = reference_rope_attention(qr, kvr[:, 0], kvr[:, 1], c["pos_q"], c["pos_k"], c["cu_q"], c["cu_k"],
+                                   c["grid"], head_dim ** -0.5, c["step_len"], c["seqused"])
+    dq_ref, dkv_ref = torch.autograd.grad(ref, (qr, kvr), grad)
+    what = f"hd {head_dim} {mode} grid {c['grid']} cu_q {c['cu_q'].tolist()} cu_k {c['cu_k'].tolist()}"
+    assert torch.isfinite(out).all() and torch.isfinite(dq).all(), what
+    _assert_fp32_close(out, ref, f"{what}: out")
+    _assert_fp32_close(dq, dq_ref, f"{what}: dq")
+    if c["seqused"] is not None:  # the buffer's unfilled rows get no gradient
+        starts, used = c["cu_k"].tolist(), c["seqused"].tolist()
+        filled = torch.cat([torch.arange(s, s + u) for s, u in zip(starts, used)]).to(DEVICE)
+        assert not dkv[~torch.isin(torch.arange(kv.shape[0], device=DEVICE), filled)].any(), what
+        dkv, dkv_ref = dkv[filled], dkv_ref[filled]
+    _assert_fp32_close(dkv, dkv_ref, f"{what}: dk, dv")
+
+
+@needs_triton
+@pytest.mark.parametrize("hw", [(96, 48), (96, 96)], ids=["96x48_54_tokens", "96x96_108_tokens"])
+def test_regression_meta_masked_encoder_head_dim_30(hw):
+    """The issue-22 shape: embed 120, 4 heads (head dim 30, RoPE 10/10/10, no unrotated tail), 96 px, 6 frames,
+    2 samples keeping 18 of 54 (or 108) tokens each (other keep sets per sample), fp32: the fused encoder equals
+    the sdpa one (which equals Meta's on the fixtures) and a float64 twin of it, masked and unmasked."""
+    cfg = EncoderConfig.tiny(embed_dim=120, num_heads=4, img_size=hw, num_frames=6, depth=2)
+    assert cfg.head_dim == 30
+    torch.manual_seed(0)
+    ref = VideoEncoder(cfg).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn(p.shape) * 0.02)
+    fused = VideoEncoder(cfg.replace(attn_impl="fused")).eval()
+    fused.load_state_dict(ref.state_dict())
+    exact = VideoEncoder(cfg).eval().double()
+    exact.load_state_dict(ref.state_dict())
+    g = torch.Generator().manual_seed(30)
+    video = torch.randn(2, 3, 6, *hw, generator=g)
+    n = 3 * (hw[0] // 16) * (hw[1] // 16)
+    masks = torch.stack([torch.randperm(n, generator=g)[:18].sort().values for _ in range(2)])
+    with torch.no_grad():
+        for m in (None, [masks]):
+            want = exact(video.double(), m).float()
+            got, sdpa = fused(video, m), ref(video, m)
+            assert (sdpa - want).abs().max() <= 1e-4
+            assert (got - want).abs().max() <= 1e-4, f"masked={m is not None}: {(got - want).abs().max():.3g}"
+            assert (got - sdpa).abs().max() <= 1e-5
+        ragged = fused(video, [masks[0], masks[1][:11]])
+        assert (ragged[0] - fused(video[:1], [masks[:1]])[0]).abs().max() <= 1e-5
+        assert (ragged[1] - exact(video[1:].double(), [masks[1:, :11]])[0].float()).abs().max() <= 1e-4
+
+
 def test_argument_errors(monkeypatch):
     c = _case([4], [4], 1, 16, torch.float32)
     q, k, v = c["q"], c["kv"][:, 0], c["kv"][:, 1]
     base = dict(max_seqlen_q=4, max_seqlen_k=4, grid=(4, 4, 4))
     pos, cu = c["pos_q"], c["cu_q"]
-    with pytest.raises(ValueError, match="head dim must be even and in \\[16, 128\\], got 130"):
-        z = torch.zeros(4, 1, 130)
-        rope_attention(z, z, z, pos, pos, cu, cu, **base)
+    for hd in (6, 31, 130):
+        with pytest.raises(ValueError, match=f"head dim must be even and in \\[8, 128\\], got {hd}"):
+            z = torch.zeros(4, 1, hd)
+            rope_attention(z, z, z, pos, pos, cu, cu, **base)
     with pytest.raises(TypeError, match="k is torch.float16 but q is torch.float32"):
         rope_attention(q, k.half(), v, pos, pos, cu, cu, **base)
     with pytest.raises(ValueError, match="pos_q must be int32 with 4 entries"):
@@ -240,6 +380,23 @@ def test_argument_errors(monkeypatch):
         rope_attention(q, k, v, pos, pos, cu, cu, backend="cuda", **base)
     with pytest.raises(ValueError, match="step_len must be an int >= 0"):
         rope_attention(q, k, v, pos, pos, cu, cu, step_len=-1, **base)
+    # Values the kernels cannot do right are refused, not computed.
+    bad = torch.tensor([0, 3, 64, 2], dtype=torch.int32, device=DEVICE)  # 64 lies past the 4x4x4 grid
+    with pytest.raises(ValueError, match=r"pos_k codes span \[0, 64\] but grid \(4, 4, 4\) allows \[-4, 63\]"):
+        rope_attention(q, k, v, pos, bad, cu, cu, **base)
+    with pytest.raises(ValueError, match=r"pos_q codes span \[-5, "):
+        rope_attention(q, k, v, torch.tensor([-5, 0, 1, 2], dtype=torch.int32, device=DEVICE), pos, cu, cu, **base)
+    with pytest.raises(ValueError, match="max_seqlen_q=3 but a sample has 4 tokens"):
+        rope_attention(q, k, v, pos, pos, cu, cu, **{**base, "max_seqlen_q": 3})
+    two = torch.tensor([0, 4, 4], dtype=torch.int32, device=DEVICE)
+    with pytest.raises(ValueError, match="sample 0 has 4 queries and no keys"):
+        rope_attention(q, k, v, pos, pos, two, torch.tensor([0, 0, 4], dtype=torch.int32, device=DEVICE), **base)
+    with pytest.raises(ValueError, match="cu_seqlens_q must start at 0, not decrease and end at 4"):
+        rope_attention(q, k, v, pos, pos, torch.tensor([0, 3], dtype=torch.int32, device=DEVICE), cu, **base)
+    with pytest.raises(ValueError, match="block-causal sample 0 has more queries \\(4\\) than keys \\(2\\)"):
+        rope_attention(q, k, v, pos, pos, cu, cu, step_len=2, seqused_k=torch.tensor([2], dtype=torch.int32,
+                                                                                      device=DEVICE), **base)
+    assert rope_attention(q, k, v, pos, pos, two, two, **base).shape == q.shape  # an empty sample is fine
     if DEVICE.type == "cpu":
         monkeypatch.setenv("TRITON_INTERPRET", "0")
         with pytest.raises(RuntimeError, match="needs a CUDA tensor, or TRITON_INTERPRET=1"):

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from vjepa_fast.train.config import tomllib
 
@@ -61,3 +66,72 @@ def test_python_version_matches_the_code():
     if uses_tomllib and int(floor.group(1)) < 11:
         assert any(s.startswith("tomli") and "python_version < '3.11'" in s for s in meta["dependencies"]), (
             "tomllib is Python 3.11+: declare tomli for older Pythons or require 3.11")
+
+
+# Run with `python -c` in the repository root, so the root is first on sys.path: the case where our top-level
+# kernels/ folder used to shadow Hugging Face's `kernels` package (imported by transformers >= 5).
+_ONE_PROCESS = r"""
+import importlib.metadata, os, sys
+os.environ["TRITON_INTERPRET"] = "1"
+import torch
+import transformers
+from transformers import VJEPA2Model
+from vjepa_fast.checkpoints import hf_config_dict
+from vjepa_fast.models import EncoderConfig, PredictorConfig
+from vjepa_fast.ops.attention import rope_attention, reference_rope_attention
+import vjepa_fast.kernels.attention as ours
+
+root = os.path.abspath(sys.argv[1])
+assert os.path.abspath(sys.path[0] or os.getcwd()) == root, sys.path[:2]
+assert ours.__file__.startswith(os.path.join(root, "kernels")), ours.__file__
+try:
+    importlib.metadata.version("kernels")
+    hf_kernels = True
+except importlib.metadata.PackageNotFoundError:
+    hf_kernels = False
+try:
+    import kernels
+except ModuleNotFoundError:
+    assert not hf_kernels, "Hugging Face's kernels is installed but `import kernels` failed"
+    print("kernels: not installed")
+else:
+    assert hf_kernels, f"`import kernels` found {kernels.__file__} without the kernels distribution installed"
+    assert not os.path.abspath(kernels.__file__).startswith(root), f"our folder shadows kernels: {kernels.__file__}"
+    print("kernels:", kernels.__file__)
+
+cfg = transformers.VJEPA2Config(**hf_config_dict(EncoderConfig.tiny(), PredictorConfig.tiny()))
+model = VJEPA2Model(cfg).eval()
+with torch.no_grad():
+    out = model(torch.randn(1, 4, 3, 64, 64), skip_predictor=True).last_hidden_state
+assert out.shape == (1, 32, 96) and torch.isfinite(out).all(), out.shape
+
+g = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(20, 2, 32, generator=g) for _ in range(3))
+codes = torch.arange(20, dtype=torch.int32)
+cu = torch.tensor([0, 20], dtype=torch.int32)
+o = rope_attention(q, k, v, codes, codes, cu, cu, max_seqlen_q=20, max_seqlen_k=20, grid=(2, 2, 5), backend="triton")
+r = reference_rope_attention(q, k, v, codes, codes, cu, cu, (2, 2, 5), 32 ** -0.5, 0)
+assert (o - r).abs().max() < 1e-5
+print("transformers", transformers.__version__, "and vjepa_fast.kernels in one process: ok")
+"""
+
+
+def test_transformers_and_our_kernels_share_one_process():
+    pytest.importorskip("transformers")
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-c", _ONE_PROCESS, str(ROOT)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "in one process: ok" in res.stdout
+
+
+def test_kernels_folder_never_answers_to_the_top_level_name(tmp_path):
+    """Without Hugging Face's kernels anywhere on the path, `import kernels` fails even beside our folder."""
+    shutil.copytree(ROOT / "kernels", tmp_path / "kernels")
+    code = ("import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p]\n"
+            "try:\n    import kernels\nexcept ModuleNotFoundError as e:\n    print('refused:', e)\n"
+            "else:\n    raise SystemExit('imported ' + kernels.__file__)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "refused: No module named 'kernels'" in res.stdout and "vjepa_fast.kernels" in res.stdout

@@ -15,6 +15,7 @@ from vjepa_fast import load_official
 from vjepa_fast.data.episodes import EpisodeWriter, FramePreprocess, find_episodes, read_episode
 from vjepa_fast.data.latent_cache import CachedClipDataset, LatentCache, build_latent_cache
 from vjepa_fast.models import ACPredictorConfig, EncoderConfig, VideoEncoder
+from vjepa_fast.train.config import ACDataConfig
 from vjepa_fast.train.ac import ACTrainConfig, ac_forward, ac_losses, evaluate_ac, main, train_ac, warmup_constant_decay
 
 torch.set_num_threads(2)
@@ -318,3 +319,24 @@ def test_train_ac_refuses_bad_data_config(tmp_path):
                                data=ACDataConfig(sources=[str(tmp_path / "missing")], encoder="random:tiny")))
     with pytest.raises(ValueError, match="set data.sources"):
         train_ac(ACTrainConfig(out_dir=str(tmp_path / "o"), predictor="tiny", progress=False))
+
+
+def test_train_ac_on_short_episodes_says_how_many_moves_it_needs(tmp_path):
+    """3-move episodes (4 frames, as `robot/generate.py --steps 3` records) under frames_per_clip=5: the error names the moves needed, the longest episode
+    and the keys to change; with the frames_per_clip it suggests, the same cache trains."""
+    write_square_world(tmp_path / "short", episodes=4, steps=4, seed=3)  # 4 frames: 3 moves
+
+    def cfg(**kw) -> ACTrainConfig:
+        data = ACDataConfig(sources=[str(tmp_path / "short")], encoder="random:tiny", cache_dtype="float16")
+        return ACTrainConfig(cache=str(tmp_path / "cache"), out_dir=str(tmp_path / "out"), data=data,
+                             predictor="tiny", batch_size=2, total_steps=1, warmup_steps=1, decay_steps=1,
+                             amp="none", ckpt_every=1, progress=False, val_fraction=0.25, eval_batches=1, **kw)
+
+    with pytest.raises(ValueError) as err:
+        train_ac(cfg(frames_per_clip=5))
+    msg = str(err.value)
+    assert "needs 5 cached frames" in msg and "at least 4 moves" in msg, msg
+    assert "longest of the 4 cached episodes has 4 cached frames" in msg, msg
+    assert "--steps 4" in msg and "frames_per_clip=4" in msg, msg
+    res = train_ac(cfg(frames_per_clip=4))
+    assert res["step"] == 1

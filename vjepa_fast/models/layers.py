@@ -64,6 +64,11 @@ def grid_rope(fused: bool, indices: torch.Tensor, grid_thw: tuple[int, int, int]
     return Rope(cos, sin)
 
 
+def _validate(x: torch.Tensor) -> bool:
+    """Let the fused op check its index tensors on the CPU (cheap there); on a GPU the sync would stall it."""
+    return x.device.type != "cuda"
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv Linear (rows [q | k | v], heads inside each) and RoPE."""
 
@@ -113,7 +118,8 @@ class Attention(nn.Module):
             if b != 1 or past is not None or step_len:
                 raise ValueError("packed variable-length samples take x of shape [1, T, D], no cache, no steps")
             out = rope_attention(q[0], k[0], v[0], rope.codes, rope.codes, rope.cu_seqlens, rope.cu_seqlens,
-                                 max_seqlen_q=rope.max_seqlen, max_seqlen_k=rope.max_seqlen, grid=rope.grid)
+                                 max_seqlen_q=rope.max_seqlen, max_seqlen_k=rope.max_seqlen, grid=rope.grid,
+                                 validate=_validate(x))
             return self.proj(out.view(1, n, h * hd)), LayerKV(k, v, packed=True)
         key_codes = rope.codes if rope.key_codes is None else rope.key_codes
         if key_codes.numel() != b * n_k or rope.codes.numel() != b * n:
@@ -122,7 +128,7 @@ class Attention(nn.Module):
         out = rope_attention(
             q.reshape(b * n, h, hd), k.reshape(b * n_k, h, hd), v.reshape(b * n_k, h, hd),
             rope.codes, key_codes, uniform_cu_seqlens(b, n, x.device), uniform_cu_seqlens(b, n_k, x.device),
-            max_seqlen_q=n, max_seqlen_k=n_k, grid=rope.grid, step_len=step_len)
+            max_seqlen_q=n, max_seqlen_k=n_k, grid=rope.grid, step_len=step_len, validate=_validate(x))
         return self.proj(out.view(b, n, h * hd)), LayerKV(k, v, packed=True)
 
     def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 ATTENTION_BACKENDS = ("auto", "triton", "reference")
-MIN_HEAD_DIM = 16
+MIN_HEAD_DIM = 8  # the kernels pad the head to a power of two >= 16 (tl.dot's smallest K)
 MAX_HEAD_DIM = 128
 
 
@@ -231,12 +231,13 @@ def rope_attention(
     step_len: int = 0,
     seqused_k: torch.Tensor | None = None,
     backend: str = "auto",
+    validate: bool = True,
 ) -> torch.Tensor:
     """RoPE attention over packed samples.
 
     Args:
         q: [Tq, H, hd]; k, v: [Tk, H, hd] (fp16, bf16 or fp32, one dtype; last dim contiguous; other strides
-            free, e.g. views of one qkv projection). hd even, 16..128.
+            free, e.g. views of one qkv projection). hd even, 8..128.
         pos_q, pos_k: int32 [Tq], [Tk] position codes: a flat grid index >= 0 (t/h/w rotation), or -(t+1) for a
             token with only a time step (`time_only_codes`).
         cu_seqlens_q, cu_seqlens_k: int32 [B+1], ascending offsets of each sample's tokens.
@@ -248,6 +249,11 @@ def rope_attention(
         seqused_k: optional int32 [B]: sample b's keys are the first seqused_k[b] rows from cu_seqlens_k[b]
             (a preallocated KV-cache buffer of which only a prefix is filled); Lk = seqused_k[b].
         backend: "auto", "triton" or "reference".
+        validate: check the index tensors' values (one host sync; skipped under torch.compile): offsets that
+            start at 0, ascend and end at the packed length, samples no longer than max_seqlen_*, position
+            codes inside `grid`, a key for every query, and Lk >= Lq per sample when block-causal. Anything
+            else is refused with a ValueError rather than computed wrong. The models pass False: they build
+            these tensors themselves, and a sync per block would stall a GPU.
     Returns [Tq, H, hd] in q's dtype.
     """
     for name, t, dims in (("q", q, 3), ("k", k, 3), ("v", v, 3), ("pos_q", pos_q, 1), ("pos_k", pos_k, 1),
@@ -295,11 +301,54 @@ def rope_attention(
     elif backend == "triton" and not triton_available(q.device):
         raise RuntimeError("rope_attention: backend='triton' needs a CUDA tensor, or TRITON_INTERPRET=1 set "
                            "before import for CPU tensors (and triton installed)")
+    if validate and not torch.compiler.is_compiling():
+        _check_values(q.shape[0], k.shape[0], pos_q, pos_k, cu_seqlens_q, cu_seqlens_k, seqused_k,
+                      int(max_seqlen_q), int(max_seqlen_k), grid, step_len)
     scale = head_dim ** -0.5 if scale is None else float(scale)
     out, _ = torch.ops.vjepa_fast.rope_attention(
         q, k, v, pos_q, pos_k, cu_seqlens_q, cu_seqlens_k, seqused_k, int(max_seqlen_q), int(max_seqlen_k), grid,
         scale, step_len, backend)
     return out
+
+
+def _check_values(tq: int, tk: int, pos_q: torch.Tensor, pos_k: torch.Tensor, cu_q: torch.Tensor,
+                  cu_k: torch.Tensor, seqused_k: torch.Tensor | None, max_q: int, max_k: int, grid: list[int],
+                  step_len: int) -> None:
+    """The value checks of `rope_attention(validate=True)`: one transfer of the small index tensors."""
+    n_grid, steps = grid[0] * grid[1] * grid[2], grid[0]
+    small = [cu_q, cu_k] + ([] if seqused_k is None else [seqused_k])
+    codes = [(name, t) for name, t in (("pos_q", pos_q), ("pos_k", pos_k)) if t.numel()]
+    ends = [torch.stack(t.aminmax()).long() for _, t in codes]
+    host = torch.cat([t.reshape(-1).long() for t in small] + ends).tolist()
+    b = cu_q.numel() - 1
+    bq, bk = host[: b + 1], host[b + 1 : 2 * b + 2]
+    used = host[2 * b + 2 : 3 * b + 2] if seqused_k is not None else None
+    for name, cu, total, exact in (("cu_seqlens_q", bq, tq, True), ("cu_seqlens_k", bk, tk, used is None)):
+        if cu[0] != 0 or any(b1 < b0 for b0, b1 in zip(cu, cu[1:])) or (cu[-1] != total if exact else cu[-1] > total):
+            raise ValueError(f"rope_attention: {name} must start at 0, not decrease and end at "
+                             f"{'' if exact else 'most '}{total} (the packed length), got {cu}")
+    lens_q = [b1 - b0 for b0, b1 in zip(bq, bq[1:])]
+    lens_k = [b1 - b0 for b0, b1 in zip(bk, bk[1:])]
+    if used is not None:
+        if any(u < 0 or u > n for u, n in zip(used, lens_k)):
+            raise ValueError(f"rope_attention: seqused_k {used} must lie in [0, the buffer of each sample "
+                             f"{lens_k}]")
+        lens_k = used
+    for name, lens, bound in (("max_seqlen_q", lens_q, max_q), ("max_seqlen_k", lens_k, max_k)):
+        if max(lens) > bound:
+            raise ValueError(f"rope_attention: {name}={bound} but a sample has {max(lens)} tokens")
+    for i, (lq, lk) in enumerate(zip(lens_q, lens_k)):
+        if lq and not lk:
+            raise ValueError(f"rope_attention: sample {i} has {lq} queries and no keys")
+        if step_len and lq > lk:
+            raise ValueError(f"rope_attention: block-causal sample {i} has more queries ({lq}) than keys ({lk}); "
+                             "queries are the last Lq of the keys' positions")
+    tail = host[len(host) - 2 * len(codes):]
+    for (name, _), lo, hi in zip(codes, tail[0::2], tail[1::2]):
+        if lo < -steps or hi >= n_grid:
+            raise ValueError(f"rope_attention: {name} codes span [{lo}, {hi}] but grid {tuple(grid)} allows "
+                             f"[{-steps}, {n_grid - 1}] (grid indices >= 0, time-only codes -(t+1) with t < "
+                             f"{steps})")
 
 
 def uniform_cu_seqlens(batch: int, length: int, device: torch.device) -> torch.Tensor:

@@ -334,6 +334,33 @@ def _legacy_checkpoint(out: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def check_clips_fit(cache: Any, cfg: ACTrainConfig, train_eps: Sequence[int], val_eps: Sequence[int]) -> None:
+    """Refuse, with the way out, a cache whose episodes are too short for one training clip.
+
+    A clip is `frames_per_clip` cached frames `frame_step` rows apart; cached row j is recorded frame
+    j * data.frame_stride, and an episode of M moves records M + 1 frames.
+    """
+    rows_needed = (cfg.frames_per_clip - 1) * cfg.frame_step + 1
+    stride = int(cache.header.get("frame_stride", cfg.data.frame_stride))
+    moves_needed = (rows_needed - 1) * stride
+    lengths = {e: cache.episode_length(e) for e in range(len(cache))}
+    longest = max(lengths.values(), default=0)
+    short = sum(n < rows_needed for n in lengths.values())
+    for name, eps in (("training", train_eps), ("held-out", val_eps)):
+        if eps and all(lengths[e] < rows_needed for e in eps):
+            raise ValueError(
+                f"no {name} episode is long enough for one clip: frames_per_clip={cfg.frames_per_clip} at "
+                f"frame_step={cfg.frame_step} needs {rows_needed} cached frames, i.e. episodes of at least "
+                f"{moves_needed} moves (recorded frames - 1) with data.frame_stride={stride}; the longest of the "
+                f"{len(cache)} cached episodes has {longest} cached frames ({short} are too short). Record longer "
+                f"episodes (robot/generate.py or robot/collect.py --steps {moves_needed} or more), or lower "
+                f"frames_per_clip (e.g. frames_per_clip={max(2, longest)} on the command line; at least "
+                f"rollout_steps + 1 = {cfg.rollout_steps + 1} trains the rollout loss fully) or frame_step.")
+    if short:
+        _LOG.warning("%d of %d cached episodes are shorter than one clip (%d cached frames) and are not used",
+                       short, len(cache), rows_needed)
+
+
 def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, Any]:
     """Train (or resume) an AC predictor; returns {"step", "eval", "out_dir", "checkpoint", "files"}.
 
@@ -370,6 +397,7 @@ def train_ac(cfg: ACTrainConfig, *, max_steps: int | None = None) -> dict[str, A
 
     cache, per_source = prepare_latent_cache(cfg, is_main=is_main, distributed=distributed, device=device)
     train_eps, val_eps = cache.split(cfg.val_fraction, seed=cfg.seed)
+    check_clips_fit(cache, cfg, train_eps, val_eps)
     train_ds = CachedClipDataset(cache, frames_per_clip=cfg.frames_per_clip, frame_step=cfg.frame_step,
                                  episodes=train_eps)
     val_ds = CachedClipDataset(cache, frames_per_clip=cfg.frames_per_clip, frame_step=cfg.frame_step,
