@@ -96,7 +96,8 @@ except ModuleNotFoundError:
     print("kernels: not installed")
 else:
     assert hf_kernels, f"`import kernels` found {kernels.__file__} without the kernels distribution installed"
-    assert not os.path.abspath(kernels.__file__).startswith(root), f"our folder shadows kernels: {kernels.__file__}"
+    ours_dir = os.path.join(root, "kernels") + os.sep
+    assert not os.path.abspath(kernels.__file__).startswith(ours_dir), f"our folder shadows kernels: {kernels.__file__}"
     print("kernels:", kernels.__file__)
 
 cfg = transformers.VJEPA2Config(**hf_config_dict(EncoderConfig.tiny(), PredictorConfig.tiny()))
