@@ -404,26 +404,32 @@ def generate_episode(scene: SimScene, cfg: GenerateConfig, index: int, path: Pat
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg: GenerateConfig) -> None:
+def _worker_init(make_scene: Any, episode: Any, cfg: Any) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
     import torch
 
     torch.set_num_threads(1)
-    _WORKER["scene"] = SimScene(cfg.camera, cfg.size, path=cfg.path, ik_step=cfg.ik_step)
-    _WORKER["cfg"] = cfg
+    _WORKER.update(scene=make_scene(cfg), episode=episode, cfg=cfg)
 
 
 def _worker_episode(job: tuple[int, str, str]) -> int:
     index, path, tmp = job
-    generate_episode(_WORKER["scene"], _WORKER["cfg"], index, Path(path), Path(tmp))
+    _WORKER["episode"](_WORKER["scene"], _WORKER["cfg"], index, Path(path), Path(tmp))
     return index
 
 
-def generate(out_dir: str | Path, cfg: GenerateConfig, *, workers: int = 2, progress: bool = True) -> list[Path]:
-    """Renders cfg.episodes episodes into out_dir/ep_NNNNNN (skipping complete ones) with `workers` processes
-    (1: in this process); returns the paths of all cfg.episodes episodes."""
+def make_sim_scene(cfg: GenerateConfig) -> SimScene:
+    return SimScene(cfg.camera, cfg.size, path=cfg.path, ik_step=cfg.ik_step)
+
+
+def run_episodes(out_dir: str | Path, cfg: Any, episodes: int, make_scene: Any, episode: Any, *, workers: int = 2,
+                 progress: bool = True, desc: str = "generate") -> list[Path]:
+    """Writes `episodes` episodes into out_dir/ep_NNNNNN, skipping complete ones, with `workers` processes (1: in
+    this process); returns the paths of all of them. make_scene(cfg) builds a worker's scene (it has .close());
+    episode(scene, cfg, index, path, tmp) writes episode `index` into tmp and renames it to path. Both must be
+    module-level functions (they travel to spawned workers)."""
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -431,10 +437,10 @@ def generate(out_dir: str | Path, cfg: GenerateConfig, *, workers: int = 2, prog
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    paths = [episode_dir(out, i) for i in range(cfg.episodes)]
-    todo = [i for i in range(cfg.episodes) if not is_complete(paths[i])]
+    paths = [episode_dir(out, i) for i in range(episodes)]
+    todo = [i for i in range(episodes) if not is_complete(paths[i])]
     if not todo:
-        _LOG.info("all %d episodes already in %s", cfg.episodes, out)
+        _LOG.info("all %d episodes already in %s", episodes, out)
         return paths
     # Beside the output folder, not in it: `find_episodes` lists every meta.json under the output folder.
     partial = out.with_name(f".{out.name}.partial")
@@ -444,20 +450,21 @@ def generate(out_dir: str | Path, cfg: GenerateConfig, *, workers: int = 2, prog
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.episodes, initial=cfg.episodes - len(todo), desc="generate", unit="ep")
+        bar = tqdm(total=episodes, initial=episodes - len(todo), desc=desc, unit="ep")
     try:
         if workers == 1:
-            scene = SimScene(cfg.camera, cfg.size, path=cfg.path, ik_step=cfg.ik_step)
+            scene = make_scene(cfg)
             try:
                 for index, path, tmp in jobs:
-                    generate_episode(scene, cfg, index, Path(path), Path(tmp))
+                    episode(scene, cfg, index, Path(path), Path(tmp))
                     if bar is not None:
                         bar.update(1)
             finally:
                 scene.close()
         else:
             ctx = mp.get_context("spawn")  # fresh processes: no EGL context or torch threads inherited
-            with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init, initargs=(cfg,)) as pool:
+            with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init,
+                          initargs=(make_scene, episode, cfg)) as pool:
                 for _ in pool.imap_unordered(_worker_episode, jobs):
                     if bar is not None:
                         bar.update(1)
@@ -465,6 +472,13 @@ def generate(out_dir: str | Path, cfg: GenerateConfig, *, workers: int = 2, prog
         if bar is not None:
             bar.close()
     return paths
+
+
+def generate(out_dir: str | Path, cfg: GenerateConfig, *, workers: int = 2, progress: bool = True) -> list[Path]:
+    """Renders cfg.episodes episodes into out_dir/ep_NNNNNN (skipping complete ones) with `workers` processes
+    (1: in this process); returns the paths of all cfg.episodes episodes."""
+    return run_episodes(out_dir, cfg, cfg.episodes, make_sim_scene, generate_episode, workers=workers,
+                        progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -409,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sim-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = EvalConfig()
+    p.add_argument("--task", default="reach", choices=("reach", "grasp", "push", "pick_place"),
+                   help="reach (this evaluator, through the protocol) or a manipulation task (robot/task_eval.py: "
+                        "`sim-eval --task grasp --help`)")
     p.add_argument("--method", action="append", default=[], metavar="NAME[=FILE]",
                    help=f"a world model file (NAME=FILE.safetensors) or a baseline {BASELINES}; repeatable")
     p.add_argument("--out", default="runs/sim_eval", help="output folder (resumes the trials already in it)")
@@ -438,7 +441,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _task_of(argv: list[str]) -> str | None:
+    for i, item in enumerate(argv):
+        if item == "--task" and i + 1 < len(argv):
+            return argv[i + 1]
+        if item.startswith("--task="):
+            return item.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    task = _task_of(argv)
+    if task is not None and task != "reach":  # manipulation: robot/task_eval.py (in-process physics)
+        from robot.task_eval import main as task_main
+
+        return task_main(argv)
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

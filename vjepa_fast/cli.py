@@ -270,6 +270,9 @@ encoder.safetensors (the target encoder, for downstream use).""",
                    help="diagnostic (b): the planner and our latent energy with the simulator itself as the model "
                         "(robot/ceiling.py; see `vjepa-fast energy-ceiling --help`)")
 
+    sub.add_parser("train-bc", add_help=False,
+                   help="goal-image-conditioned behaviour cloning on a latent cache: the manipulation baseline "
+                        "(see `vjepa-fast train-bc --help`)")
     sub.add_parser("train-ac", add_help=False,
                    help="V-JEPA 2-AC post-training from recorded episodes or DROID (--config FILE or --preset; "
                         "the latent cache is built when needed; see `vjepa-fast train-ac --help`)")
@@ -342,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vjepa_fast.train.ac import main as train_ac_main
 
         return train_ac_main(argv[1:])
+    if argv[:1] == ["train-bc"]:
+        from vjepa_fast.train.bc import main as train_bc_main
+
+        return train_bc_main(argv[1:])
     if argv[:1] == ["probe"]:  # attentive probes: its own parser (vjepa_fast.probes.run.main)
         from vjepa_fast.probes.run import main as probe_main
 

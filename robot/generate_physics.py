@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Manipulation episodes with contact: the simulator's physics stepped in-process (robot/physics.py), the cubes
+free, the hand planned, frames from the camera process's renderer.
+
+    python robot/generate_physics.py --out data/manip --episodes 2500 --steps 20 --workers 2
+
+Each episode draws a layout (seed (seed, index); robot/tasks.py keeps evaluation seeds apart), puts the hand
+open at a random start near READY (unrecorded), then records `steps` actions, a frame + 7-D state after each
+(steps + 1 frames; the gripper as DROID's, 0 open .. 1 closed, read from the fingers). What the actions are
+(`--mix`, default 0.3/0.2/0.3/0.2):
+  grasp       the scripted oracle's grasp + lift of the red cube with noise (grasp point jittered by ~N(0, 1 cm),
+              so some grasps fail and the cube slips or is knocked);
+  push        a scripted push of the cube 6-12 cm along a random direction (pre-push point jittered);
+  pick_place  grasp, carry 10-20 cm, lower, release (both points jittered);
+  explore     random moves near the objects: toward a random point around the cube (+-8 cm, up to 15 cm above it),
+              +-3 cm of noise, the hand toggled with probability 0.15 per step.
+In every kind each step is replaced by a random one with probability `--epsilon` (0.15), and once the script
+is done the episode goes on exploring. Moves are at most `max_delta` (5 cm) per axis; a hand move is its own
+step. The action written is the commanded change (dxyz, 0, 0, 0, dgrip); train-ac derives its actions from the
+states (the V-JEPA 2-AC convention).
+
+Atomic and resumable per episode (as robot/generate.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from robot.collect import publish_episode
+from robot.generate import run_episodes
+from robot.sim import CAMERAS, check_camera
+from robot.tasks import CUBE, READY, REGION, TASK_SEED_BASE, scripted_plan, split_move
+
+_LOG = logging.getLogger("generate_physics")
+KINDS = ("grasp", "push", "pick_place", "explore")
+MANIP_CAMERA = "table_right"
+
+
+@dataclass(frozen=True)
+class PhysicsGenConfig:
+    episodes: int = 2500
+    steps: int = 20
+    mix: tuple[float, float, float, float] = (0.3, 0.2, 0.3, 0.2)  # grasp, push, pick_place, explore
+    epsilon: float = 0.15  # probability that a step is random instead of scripted
+    noise: float = 0.01  # m: std of the jitter on scripted grasp / push / place points
+    max_delta: float = 0.05  # m per axis per move
+    seed: int = 0
+    camera: str = MANIP_CAMERA
+    size: int = 256
+    fps: float = 4.0
+    video: bool = False
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.steps < 1:
+            raise ValueError(f"episodes and steps must be >= 1, got {self.episodes}, {self.steps}")
+        if len(self.mix) != len(KINDS) or min(self.mix) < 0 or sum(self.mix) <= 0:
+            raise ValueError(f"mix must be {len(KINDS)} weights >= 0 ({', '.join(KINDS)}), got {self.mix}")
+        if not 0 <= self.epsilon <= 1:
+            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+        if not 0 <= self.noise <= 0.05:
+            raise ValueError(f"noise must be in [0, 0.05] m, got {self.noise}")
+        if not 0 < self.max_delta <= 0.1:
+            raise ValueError(f"max_delta must be in (0, 0.1] m, got {self.max_delta}")
+        if not 0 <= self.seed < TASK_SEED_BASE:
+            raise ValueError(f"seed must be in [0, {TASK_SEED_BASE}) (higher seeds are evaluation layouts)")
+        check_camera(self.camera)
+        if not 16 <= self.size <= 1024:
+            raise ValueError(f"size must be in [16, 1024] px, got {self.size}")
+
+
+def _explore_step(arm: Any, rng: np.random.Generator, aim: np.ndarray, max_delta: float) -> tuple[np.ndarray, float]:
+    """A random step toward `aim` [3] with noise; the hand toggled with probability 0.15."""
+    delta = np.clip(0.6 * (aim - arm.commanded) + rng.uniform(-0.03, 0.03, 3), -max_delta, max_delta)
+    grip = 1.0 - arm.grip_command if rng.random() < 0.15 else arm.grip_command
+    return arm.commanded + delta, grip
+
+
+def _aim(arm: Any, rng: np.random.Generator) -> np.ndarray:
+    cube = arm.object_xyz(CUBE)
+    return cube + np.array([rng.uniform(-0.08, 0.08), rng.uniform(-0.08, 0.08), rng.uniform(0.0, 0.15)])
+
+
+def _scripted_steps(plan: list[tuple[np.ndarray, float, str]], arm: Any, max_delta: float):
+    """Yields (target [3], grip) one action at a time along a scripted plan (hand changes as their own step);
+    recomputes each leg from wherever the arm is commanded, so random steps in between are recovered from."""
+    for xyz, grip, _ in plan:
+        if grip != arm.grip_command:
+            yield arm.commanded.copy(), grip
+        while np.abs(np.asarray(xyz) - arm.commanded).max() > 1e-6:
+            yield split_move(arm.commanded, np.asarray(xyz, dtype=np.float64), max_delta)[0], grip
+
+
+def physics_episode(arm: Any, cfg: PhysicsGenConfig, index: int, path: Path, tmp: Path) -> Path:
+    """Records episode `index` into tmp, then renames it to path."""
+    from robot.physics import Layout
+    from vjepa_fast.data.episodes import EpisodeWriter
+
+    rng = np.random.default_rng([cfg.seed, index])
+    layout = Layout.draw(rng, region=REGION)
+    arm.reset(layout)
+    arm.teleport(READY + rng.uniform([-0.06, -0.10, -0.05], [0.06, 0.10, 0.05]))
+    kind = KINDS[int(rng.choice(len(KINDS), p=np.asarray(cfg.mix) / sum(cfg.mix)))]
+    cube = arm.object_xyz(CUBE)
+    target = None
+    if kind in ("push", "pick_place"):
+        dist = rng.uniform(0.06, 0.12) if kind == "push" else rng.uniform(0.10, 0.20)
+        ang = rng.uniform(-np.pi, np.pi)
+        target = tuple(np.clip(cube[:2] + dist * np.array([np.cos(ang), np.sin(ang)]),
+                               [REGION[0][0], REGION[1][0]], [REGION[0][1], REGION[1][1]]))
+    script = None if kind == "explore" else _scripted_steps(
+        scripted_plan(kind, cube, target, rng, cfg.noise), arm, cfg.max_delta)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    extra = {"source": "robot/generate_physics.py", "seed": cfg.seed, "index": index, "kind": kind,
+             "layout": {k: list(v) for k, v in layout.objects.items()}, "target": None if target is None else
+             [float(v) for v in target], "epsilon": cfg.epsilon, "noise": cfg.noise, "max_delta": cfg.max_delta,
+             "generator": {"physics": "franky-sim MuJoCo, in-process (robot/physics.py)", "size": cfg.size}}
+    writer = EpisodeWriter(tmp, fps=cfg.fps, camera=f"sim:{cfg.camera}", extra=extra)
+    aim = _aim(arm, rng)
+    random_steps = 0
+    try:
+        for step in range(cfg.steps + 1):
+            frame, state = arm.render(), arm.state()
+            if step == cfg.steps:
+                writer.append(frame, state, None)
+                break
+            nxt = next(script, None) if script is not None else None
+            if nxt is None or rng.random() < cfg.epsilon:
+                if rng.random() < 0.25:
+                    aim = _aim(arm, rng)
+                nxt = _explore_step(arm, rng, aim, cfg.max_delta)
+                random_steps += 1
+            target_xyz, grip = nxt
+            before, grip_before = arm.commanded.copy(), arm.grip_command
+            target_xyz, _ = arm.target_for(np.r_[np.asarray(target_xyz) - before, 0.0, 0.0, 0.0, 0.0])
+            arm.move_to(target_xyz, grip)
+            writer.append(frame, state, np.r_[target_xyz - before, 0.0, 0.0, 0.0, grip - grip_before])
+        writer.extra["random_steps"] = random_steps
+        writer.extra["cube_end"] = arm.object_xyz(CUBE).tolist()
+        writer.close(encode_mp4=cfg.video)
+    except BaseException:
+        writer.close()
+        raise
+    return publish_episode(tmp, path)
+
+
+def make_physics_arm(cfg: PhysicsGenConfig) -> Any:
+    from robot.physics import PhysicsArm
+
+    return PhysicsArm(cfg.camera, cfg.size)
+
+
+def generate_physics(out_dir: str | Path, cfg: PhysicsGenConfig, *, workers: int = 2,
+                     progress: bool = True) -> list[Path]:
+    """Writes cfg.episodes episodes into out_dir (skipping complete ones); returns their paths."""
+    return run_episodes(out_dir, cfg, cfg.episodes, make_physics_arm, physics_episode, workers=workers,
+                        progress=progress, desc="generate-physics")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = PhysicsGenConfig()
+    p.add_argument("--out", required=True, help="folder of episodes (ep_000000, ...)")
+    p.add_argument("--episodes", type=int, default=d.episodes)
+    p.add_argument("--steps", type=int, default=d.steps, help="actions per episode (frames = steps + 1)")
+    p.add_argument("--mix", nargs=4, type=float, default=d.mix, metavar=("GRASP", "PUSH", "PICK_PLACE", "EXPLORE"),
+                   help="weights of the episode kinds")
+    p.add_argument("--epsilon", type=float, default=d.epsilon, help="probability of a random step in a script")
+    p.add_argument("--noise", type=float, default=d.noise, help="std of the scripted points' jitter, m")
+    p.add_argument("--max-delta", type=float, default=d.max_delta, help="largest move per axis per step, m")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--sim-camera", default=d.camera, metavar="NAME",
+                   help=f"which of the scene's cameras renders ({', '.join(CAMERAS)}; default {d.camera})")
+    p.add_argument("--size", type=int, default=d.size, help="frame size, px")
+    p.add_argument("--mp4", action="store_true", help="store frames as frames.mp4 (lossy, ~6x smaller than PNG)")
+    p.add_argument("--workers", type=int, default=2, help="processes (1: no pool)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = PhysicsGenConfig(episodes=a.episodes, steps=a.steps, mix=tuple(a.mix), epsilon=a.epsilon,
+                               noise=a.noise, max_delta=a.max_delta, seed=a.seed, camera=a.sim_camera, size=a.size,
+                               video=a.mp4)
+        if a.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {a.workers}")
+    except ValueError as exc:
+        print(f"generate_physics: error: {exc}", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    try:
+        paths = generate_physics(a.out, cfg, workers=a.workers)
+    except KeyboardInterrupt:
+        print("generate_physics: interrupted: complete episodes are kept; run again to resume", file=sys.stderr)
+        return 130
+    wall = time.monotonic() - t0
+    print(f"generate_physics: {len(paths)} episodes x {cfg.steps} actions in {a.out} ({wall:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Closed-loop manipulation on the simulator: grasp, push, pick-and-place with image sub-goals, each method on
+the same unseen layouts. `vjepa-fast sim-eval --task {grasp,push,pick_place}` lands here (reach: robot/sim_eval.py).
+
+    vjepa-fast sim-eval --task pick_place --goals 20 --seed 1000000 --out runs/eval_pick_place \\
+        --method ours=robot/assets/sim_manip_world_model.safetensors --method random-model \\
+        --method random-actions --method oracle --method bc=runs/bc/policy.safetensors
+
+The physics runs in-process (robot/physics.py: franky-sim's MuJoCo scene and controller stepped without the
+protocol, as robot/generate_physics.py recorded the training data); `python robot/run_mpc.py --sim --task
+pick_place` runs the same episode through the real libfranka protocol, the 1 kHz loop and the gripper process.
+
+Per trial: layout i is `robot.tasks.draw_task(task, seed + i)` (seeds >= TASK_SEED_BASE: never a training
+layout); the sub-goal images come from the scripted oracle on a private copy of the scene (robot/tasks.py);
+the arm starts at rest at READY with the hand open; then up to `max_steps` actions. Each step: frame -> the
+method's action (dxyz in the 5 cm ball, gripper delta) -> the safety clamp (workspace, step bound) -> the hand
+closes when the planned gripper change is > +0.1, opens when < -0.1, else stays -> the arm moves and comes to
+rest. The trial stops early once the task's success condition holds (robot/tasks.py `success`).
+
+Sub-goal switching (methods with a goal image): the current sub-goal advances after `subgoal_steps[k]` steps on
+it (the step budget), or earlier when the observed frame's latent distance to it has not improved by 2% over
+the best so far for 2 steps in a row (a plateau), never past the last one.
+
+Methods (`--method NAME[=SPEC]`): `NAME=FILE.safetensors` a world model (encoder + AC predictor) planned on with
+latent CEM over xyz + gripper (7-D actions, rotation held); `random-model` the first model's architecture with
+random weights; `random-actions` a uniform step in the ball and a random gripper change; `oracle` the scripted
+plan on the true state (robot/tasks.py); `NAME=bc:FILE` a goal-image-conditioned behaviour-cloning policy
+(vjepa_fast.train.bc, `vjepa-fast train-bc`), one forward per step.
+
+Outputs in --out: trials.jsonl (resumable), sim_eval.md, sim_eval.json ({"config", "summary": rows of method,
+success, trials, success_rate, plan_s_per_step}), sim_eval.png, and per trial a frame strip PNG under
+trials/METHOD/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from robot.tasks import SUBGOAL_PHASES, TASK_SEED_BASE, TASKS, check_task
+
+_LOG = logging.getLogger("task_eval")
+BASELINES = ("random-model", "random-actions", "oracle")
+GRIP_THRESHOLD = 0.1  # a planned gripper change beyond +-this closes / opens the hand
+DEFAULT_STEPS = {"grasp": 12, "push": 12, "pick_place": 24}
+DEFAULT_SUBGOAL_STEPS = {"grasp": (6, 2, 4), "push": (6, 6), "pick_place": (6, 2, 8, 8)}
+
+
+@dataclass(frozen=True)
+class TaskEvalConfig:
+    task: str = "grasp"
+    goals: int = 20
+    seed: int = TASK_SEED_BASE
+    max_steps: int = 0  # 0: DEFAULT_STEPS[task]
+    subgoal_steps: tuple[int, ...] = ()  # () = DEFAULT_SUBGOAL_STEPS[task]
+    samples: int = 64
+    topk: int = 8
+    iterations: int = 4
+    max_step: float = 0.05
+    camera: str = "table_right"
+    stop_on_success: bool = True
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        if self.goals < 1:
+            raise ValueError(f"goals must be >= 1, got {self.goals}")
+        if self.seed < TASK_SEED_BASE:
+            raise ValueError(f"seed must be >= {TASK_SEED_BASE}: lower seeds are training layouts "
+                             "(robot/generate_physics.py)")
+        if self.max_steps < 0 or any(s < 1 for s in self.subgoal_steps):
+            raise ValueError("max_steps must be >= 0 and every subgoal step budget >= 1")
+        if self.subgoal_steps and len(self.subgoal_steps) != len(SUBGOAL_PHASES[self.task]):
+            raise ValueError(f"{self.task} has {len(SUBGOAL_PHASES[self.task])} sub-goals "
+                             f"({', '.join(SUBGOAL_PHASES[self.task])}), got {len(self.subgoal_steps)} budgets")
+
+    @property
+    def steps(self) -> int:
+        return self.max_steps or DEFAULT_STEPS[self.task]
+
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        return self.subgoal_steps or DEFAULT_SUBGOAL_STEPS[self.task]
+
+
+@dataclass
+class TaskTrial:
+    method: str
+    task: str
+    index: int
+    seed: int
+    success: bool
+    steps: int
+    plan_seconds_per_step: float
+    info: dict[str, float] = field(default_factory=dict)
+    subgoal_at_step: list[int] = field(default_factory=list)
+    latent_distance: list[float] = field(default_factory=list)
+    oracle_success: bool = True
+
+
+class SubgoalSwitch:
+    """The sub-goal rule of the module docstring: step budgets, and a plateau of the latent distance."""
+
+    def __init__(self, budgets: tuple[int, ...], min_gain: float = 0.02, patience: int = 2) -> None:
+        self.budgets, self.min_gain, self.patience = budgets, min_gain, patience
+        self.index, self.on_goal, self.best, self.stale = 0, 0, float("inf"), 0
+
+    def update(self, distance: float) -> int:
+        """Record this step's latent distance to the current sub-goal (before acting); returns the sub-goal
+        index to plan toward now."""
+        last = len(self.budgets) - 1
+        if distance < self.best * (1.0 - self.min_gain):
+            self.best, self.stale = distance, 0
+        else:
+            self.stale += 1
+        if self.index < last and (self.on_goal >= self.budgets[self.index] or self.stale >= self.patience):
+            self.index, self.on_goal, self.best, self.stale = self.index + 1, 0, float("inf"), 0
+        self.on_goal += 1
+        return self.index
+
+
+class ModelPolicy:
+    """Latent CEM toward the current sub-goal (xyz + gripper planned)."""
+
+    def __init__(self, wm: Any, cfg: TaskEvalConfig, seed: int) -> None:
+        from vjepa_fast.planning import CEMPlanner, PlannerConfig
+
+        self.wm = wm
+        self.planner = CEMPlanner(wm, PlannerConfig(num_samples=cfg.samples, topk=cfg.topk,
+                                                    iterations=cfg.iterations, horizon=1, max_norm=cfg.max_step,
+                                                    bound="ball", gripper="plan", gripper_step=1.0, seed=seed))
+        self.warm = None
+
+    def act(self, z_obs: Any, state: np.ndarray, z_goal: Any) -> np.ndarray:
+        import torch
+
+        from vjepa_fast.planning import shift_plan
+
+        with torch.inference_mode():
+            res = self.planner.plan(z_obs, torch.as_tensor(state, dtype=torch.float32)[None], z_goal,
+                                    init_mean=self.warm)
+        self.warm = shift_plan(res.mean)
+        return res.actions[0, 0].float().cpu().numpy()
+
+
+class RandomPolicy:
+    def __init__(self, max_step: float, seed: int) -> None:
+        self.rng, self.max_step = np.random.default_rng(seed), max_step
+
+    def act(self, z_obs: Any, state: np.ndarray, z_goal: Any) -> np.ndarray:
+        d = self.rng.normal(size=3)
+        d = d / np.linalg.norm(d) * self.max_step * self.rng.uniform() ** (1 / 3)
+        return np.r_[d, 0.0, 0.0, 0.0, self.rng.uniform(-1.0, 1.0)]
+
+
+class OraclePolicy:
+    """The scripted plan (robot/tasks.py) from the true cube position, one action per step."""
+
+    def __init__(self, arm: Any, inst: Any, max_step: float) -> None:
+        from robot.generate_physics import _scripted_steps
+        from robot.tasks import CUBE, scripted_plan
+
+        self.arm = arm
+        self.steps = _scripted_steps(scripted_plan(inst.task, arm.object_xyz(CUBE), inst.target), arm, max_step)
+
+    def act(self, z_obs: Any, state: np.ndarray, z_goal: Any) -> np.ndarray:
+        nxt = next(self.steps, None)
+        if nxt is None:
+            return np.zeros(7)
+        xyz, grip = nxt
+        dg = 0.0 if grip == self.arm.grip_command else (1.0 if grip > self.arm.grip_command else -1.0)
+        return np.r_[np.asarray(xyz) - self.arm.commanded, 0.0, 0.0, 0.0, dg]
+
+
+def load_model(spec: str, random_like: str | None = None) -> Any:
+    from robot.sim_eval import load_world_model
+
+    return load_world_model(spec, random_like=random_like)
+
+
+def parse_methods(items: list[str]) -> dict[str, str | None]:
+    methods: dict[str, str | None] = {}
+    for item in items:
+        name, _, spec = item.partition("=")
+        path = spec[3:] if spec.startswith("bc:") else spec
+        if not name:
+            raise ValueError(f"--method {item!r}: expected NAME=FILE.safetensors, NAME=bc:FILE or one of {BASELINES}")
+        if spec and not Path(path).is_file():
+            raise ValueError(f"--method {item!r}: file {path} does not exist")
+        if not spec and name not in BASELINES:
+            raise ValueError(f"--method {item!r}: a model method needs a file (NAME=FILE.safetensors or "
+                             f"NAME=bc:FILE); baselines are {BASELINES}")
+        if name in methods:
+            raise ValueError(f"--method {name} given twice")
+        methods[name] = spec or None
+    if not methods:
+        raise ValueError("give at least one --method")
+    return methods
+
+
+def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: Any, wm: Any, cfg: TaskEvalConfig,
+              strip_path: Path | None = None) -> TaskTrial:
+    """One closed-loop episode of `inst` with the method's policy; the arm and goal_arm are reset here."""
+    import torch
+
+    from robot.tasks import go_ready, goal_frames, success
+
+    goals, oracle = goal_frames(inst, goal_arm)
+    arm.reset(inst.layout)
+    go_ready(arm)
+    policy = policy_factory(arm, inst)
+    z_goals = wm.encode_image_files(goals) if wm is not None else None
+    switch = SubgoalSwitch(cfg.budgets)
+    frames, plan_s, sub_at, dists = [arm.render()], [], [], []
+    ok = False
+    for _ in range(cfg.steps):
+        frame, state = frames[-1], arm.state()
+        z_obs = z_goal = None
+        if wm is not None:
+            with torch.inference_mode():
+                z_obs = wm.encode_image_files([frame])
+                d = [float((z_obs - z_goals[k : k + 1]).abs().mean()) for k in range(len(goals))]
+            k = switch.update(d[switch.index])
+            z_goal = z_goals[k : k + 1]
+            dists.append(d[k])
+            sub_at.append(k)
+        t0 = time.perf_counter()
+        action = np.asarray(policy.act(z_obs, state, z_goal), dtype=np.float64)
+        plan_s.append(time.perf_counter() - t0)
+        target, _ = arm.target_for(np.r_[action[:3], 0.0, 0.0, 0.0, 0.0])
+        grip = arm.grip_command
+        if action[6] > GRIP_THRESHOLD:
+            grip = 1.0
+        elif action[6] < -GRIP_THRESHOLD:
+            grip = 0.0
+        arm.move_to(target, grip)
+        frames.append(arm.render())
+        ok, _ = success(inst, arm)
+        if ok and cfg.stop_on_success:
+            break
+    ok, info = success(inst, arm)
+    if strip_path is not None:
+        _save_strip(strip_path, goals, frames, ok)
+    return TaskTrial(method=method, task=inst.task, index=-1, seed=inst.seed, success=bool(ok), steps=len(frames) - 1,
+                     plan_seconds_per_step=float(np.mean(plan_s)) if plan_s else float("nan"), info=info,
+                     subgoal_at_step=sub_at, latent_distance=dists, oracle_success=bool(oracle["success"]))
+
+
+def _save_strip(path: Path, goals: list[np.ndarray], frames: list[np.ndarray], ok: bool) -> None:
+    """Goal images, then every frame of the episode, 128 px each, one row: a glance at what happened."""
+    from PIL import Image
+
+    def small(im: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(im).resize((128, 128)))
+
+    sep = np.full((128, 8, 3), (40, 160, 40) if ok else (190, 40, 40), np.uint8)
+    row = np.concatenate([small(g) for g in goals] + [sep] + [small(f) for f in frames], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(row).save(path)
+
+
+def evaluate(methods: dict[str, str | None], cfg: TaskEvalConfig, out_dir: str | Path, *,
+             progress: bool = True) -> list[TaskTrial]:
+    """Runs every (method, layout) trial not yet in out/trials.jsonl; returns all of them."""
+    import torch
+
+    from robot.physics import PhysicsArm
+    from robot.tasks import draw_task
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "trials.jsonl"
+    done = [TaskTrial(**json.loads(line)) for line in log.read_text().splitlines() if line.strip()] \
+        if log.exists() else []
+    have = {(t.method, t.index) for t in done if t.task == cfg.task}
+    todo = [(m, i) for m in methods for i in range(cfg.goals) if (m, i) not in have]
+    if not todo:
+        return [t for t in done if t.task == cfg.task]
+    files = [s for s in methods.values() if s and not s.startswith("bc:")]
+    torch.set_num_threads(max(1, os.cpu_count() or 2))
+    arm, goal_arm = PhysicsArm(cfg.camera, 256), PhysicsArm(cfg.camera, 256)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(methods) * cfg.goals, initial=len(methods) * cfg.goals - len(todo),
+                   desc=f"sim-eval {cfg.task}", unit="trial")
+    try:
+        encoder_wm = load_model(files[0]) if files else None
+        for method, spec in methods.items():
+            pending = [i for m, i in todo if m == method]
+            if not pending:
+                continue
+            wm = encoder_wm
+            if method == "random-model":
+                if not files:
+                    raise ValueError("random-model needs a model file among the methods (its architecture)")
+                wm = load_model("", random_like=files[0])
+            elif spec and spec.startswith("bc:"):
+                from vjepa_fast.train.bc import load_bc_policy
+
+                bc = load_bc_policy(spec[3:])
+                wm = bc.world_model
+            elif spec:
+                wm = load_model(spec)
+            for i in pending:
+                inst = draw_task(cfg.task, cfg.seed + i)
+                if method in ("random-model",) or (spec and not spec.startswith("bc:")):
+                    def factory(a: Any, t: Any, _wm: Any = wm, _i: int = i) -> Any:
+                        return ModelPolicy(_wm, cfg, seed=_i)
+                elif method == "random-actions":
+                    def factory(a: Any, t: Any, _i: int = i) -> Any:
+                        return RandomPolicy(cfg.max_step, seed=cfg.seed * 31 + _i)
+                elif method == "oracle":
+                    def factory(a: Any, t: Any) -> Any:
+                        return OraclePolicy(a, t, cfg.max_step)
+                else:
+                    def factory(a: Any, t: Any, _bc: Any = bc) -> Any:
+                        return _bc
+                trial = run_trial(arm, goal_arm, inst, method, factory, wm, cfg,
+                                  strip_path=out / "trials" / method / f"{cfg.task}_{i:03d}.png")
+                trial.index = i
+                done.append(trial)
+                with open(log, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(asdict(trial)) + "\n")
+                _LOG.info("%s %s %d: %s %s", method, cfg.task, i, "success" if trial.success else "miss", trial.info)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        arm.close()
+        goal_arm.close()
+    return [t for t in done if t.task == cfg.task]
+
+
+def summarise(trials: list[TaskTrial], methods: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for m in methods:
+        ts = [t for t in trials if t.method == m]
+        if not ts:
+            continue
+        rows.append({"method": m, "task": ts[0].task, "trials": len(ts), "success": int(sum(t.success for t in ts)),
+                     "success_rate": float(np.mean([t.success for t in ts])),
+                     "plan_s_per_step": float(np.nanmean([t.plan_seconds_per_step for t in ts])),
+                     "steps_mean": float(np.mean([t.steps for t in ts])),
+                     "oracle_layout_success": int(sum(t.oracle_success for t in ts))})
+    return rows
+
+
+def write_report(trials: list[TaskTrial], methods: list[str], cfg: TaskEvalConfig, out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarise(trials, methods)
+    lines = [f"task {cfg.task}: {cfg.goals} unseen layouts (seeds {cfg.seed}..{cfg.seed + cfg.goals - 1}), "
+             f"<= {cfg.steps} steps, sub-goals {', '.join(SUBGOAL_PHASES[cfg.task])} (budgets {cfg.budgets})", "",
+             "| method | success | mean steps | planning s/step |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['success']}/{r['trials']} ({100 * r['success_rate']:.0f}%) | "
+                     f"{r['steps_mean']:.1f} | {r['plan_s_per_step']:.3f} |")
+    (out / "sim_eval.md").write_text("\n".join(lines) + "\n")
+    (out / "sim_eval.json").write_text(json.dumps({"config": asdict(cfg), "summary": rows}, indent=1))
+    fig, ax = plt.subplots(figsize=(1.6 * max(3, len(rows)) + 1, 3.6))
+    ax.bar([r["method"] for r in rows], [100 * r["success_rate"] for r in rows], color="tab:blue")
+    for j, r in enumerate(rows):
+        ax.text(j, 100 * r["success_rate"] + 2, f"{r['success']}/{r['trials']}", ha="center", fontsize=9)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("success rate (%)")
+    ax.set_title(f"{cfg.task}: closed loop on {cfg.goals} unseen layouts")
+    ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    png = out / "sim_eval.png"
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return {"table": out / "sim_eval.md", "json": out / "sim_eval.json", "png": png}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sim-eval --task", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = TaskEvalConfig()
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--method", action="append", default=[], metavar="NAME[=SPEC]",
+                   help="NAME=FILE.safetensors (world model), NAME=bc:FILE (BC policy), or one of "
+                        f"{', '.join(BASELINES)}; repeat for several")
+    p.add_argument("--out", default="", help="output folder (default runs/sim_eval_TASK; resumes its trials)")
+    p.add_argument("--goals", type=int, default=d.goals, help="layouts")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"layout i is drawn from seed + i (>= {TASK_SEED_BASE})")
+    p.add_argument("--max-steps", type=int, default=0, help="actions per trial (default: per task, "
+                   f"{DEFAULT_STEPS})")
+    p.add_argument("--subgoal-steps", type=int, nargs="*", default=[],
+                   help=f"step budget per sub-goal (default: {DEFAULT_SUBGOAL_STEPS})")
+    p.add_argument("--samples", type=int, default=d.samples, help="CEM samples per iteration")
+    p.add_argument("--topk", type=int, default=d.topk, help="CEM elites")
+    p.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations")
+    p.add_argument("--sim-camera", default=d.camera, metavar="NAME", help="scene camera of the frames")
+    p.add_argument("--no-early-stop", action="store_true", help="run every step even after success")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _LOG.setLevel(logging.INFO)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        methods = parse_methods(a.method)
+        cfg = TaskEvalConfig(task=a.task, goals=a.goals, seed=a.seed, max_steps=a.max_steps,
+                             subgoal_steps=tuple(a.subgoal_steps), samples=a.samples, topk=a.topk,
+                             iterations=a.iterations, camera=a.sim_camera, stop_on_success=not a.no_early_stop)
+        from robot.sim import check_camera
+
+        check_camera(cfg.camera)
+    except ValueError as exc:
+        print(f"sim-eval: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(a.out or f"runs/sim_eval_{cfg.task}")
+    try:
+        trials = evaluate(methods, cfg, out)
+    except KeyboardInterrupt:
+        print(f"sim-eval: interrupted: finished trials are in {out / 'trials.jsonl'}; run again to resume",
+              file=sys.stderr)
+        return 130
+    files = write_report(trials, list(methods), cfg, out)
+    print(files["table"].read_text())
+    print(f"sim-eval: {files['png']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
