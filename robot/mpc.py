@@ -78,7 +78,9 @@ class MPCRunner:
     def __init__(self, world_model: Any, planner: Any, control: Any, camera: Any, safety: SafetyConfig,
                  goal_frames: list[np.ndarray], log_dir: str | Path, *, gripper: Any = None,
                  settle_timeout: float = 30.0, goal_xyz: np.ndarray | None = None,
-                 subgoal_threshold: float | None = None, fps: float = 4.0) -> None:
+                 subgoal_threshold: float | None = None, fps: float = 4.0,
+                 subgoal_budgets: tuple[int, ...] | None = None, binary_gripper: bool = False,
+                 stop_when: Any = None) -> None:
         if not goal_frames:
             raise ValueError("at least one goal image is needed")
         cfg = getattr(planner, "config", None)
@@ -92,6 +94,13 @@ class MPCRunner:
         self.goal_xyz = None if goal_xyz is None else np.asarray(goal_xyz, float)
         self.subgoal_threshold = subgoal_threshold
         self.fps = fps
+        # Manipulation (run_mpc.py --task): sub-goals switched by `SubgoalSchedule` (step budgets and a plateau of
+        # the latent distance), the hand commanded open / closed when the planned change passes -+0.1 (and the
+        # next frame taken once the fingers stopped), `stop_when()` -> True ends the episode early (success).
+        self.subgoal_budgets = subgoal_budgets
+        self.binary_gripper = binary_gripper
+        self.stop_when = stop_when
+        self._grip_cmd = 0.0
 
     # ------------------------------------------------------------------------------------------ pieces
     def _gripper_state(self) -> float:
@@ -125,6 +134,12 @@ class MPCRunner:
         try:
             with torch.inference_mode():
                 goals = GoalSequence(self.wm.encode_image_files(list(self.goal_frames)).unsqueeze(0))
+            schedule = None
+            if self.subgoal_budgets is not None:
+                from vjepa_fast.planning import SubgoalSchedule
+
+                schedule = SubgoalSchedule(self.subgoal_budgets)
+            self._grip_cmd = self._gripper_state()
             for step in range(max_steps):
                 t_frame = time.perf_counter()
                 frame, age = self.camera.latest()
@@ -136,6 +151,8 @@ class MPCRunner:
                 t0 = time.perf_counter()
                 with torch.inference_mode():
                     z_obs = self.wm.encode_image_files([frame])
+                    if schedule is not None:
+                        goals.index[:] = schedule.update(float((z_obs - goals.current()).abs().mean()))
                     z_goal = goals.current()
                     latent_distance = float((z_obs - z_goal).abs().mean())
                     result = self.planner.plan(z_obs, state[None], z_goal, init_mean=warm)
@@ -143,12 +160,18 @@ class MPCRunner:
                 actions = result.actions[0].float().cpu().numpy()  # [H, 7]
                 warm = shift_plan(result.mean)
                 first = actions[0]
-                target, grip_cmd = safe_target(commanded_xyz, np.r_[first[:6], grip + first[6]], self.safety)
+                wanted = grip + first[6]
+                if self.binary_gripper:
+                    wanted = 1.0 if first[6] > 0.1 else 0.0 if first[6] < -0.1 else self._grip_cmd
+                target, grip_cmd = safe_target(commanded_xyz, np.r_[first[:6], wanted], self.safety)
                 self._check_control()  # the arm may have failed while we planned
                 self.control.send_target(target, grip_cmd)
                 latency = time.perf_counter() - t_frame
-                if self.gripper is not None and abs(grip_cmd - grip) > 0.1:
-                    self.gripper.command((1.0 - grip_cmd) * self.safety.gripper_width_open)  # returns at once
+                seq = None
+                moved_hand = abs(grip_cmd - self._grip_cmd) > 0.5 if self.binary_gripper else abs(grip_cmd - grip) > 0.1
+                if self.gripper is not None and moved_hand:
+                    seq = self.gripper.command((1.0 - grip_cmd) * self.safety.gripper_width_open)  # returns at once
+                    self._grip_cmd = grip_cmd
                 robot_time = float(status[shm.ROBOT_TIME])
                 executed = np.r_[target - commanded_xyz, 0.0, 0.0, 0.0, grip_cmd - grip]
                 if not np.allclose(executed[:3], first[:3], rtol=0.0, atol=1e-9):
@@ -172,7 +195,13 @@ class MPCRunner:
                 if not self.control.wait_settled(self.settle_timeout):
                     self._check_control()
                     raise MPCStopped(f"the arm did not reach its target within {self.settle_timeout} s")
+                if seq is not None and self.binary_gripper:
+                    self.gripper.wait_done(seq, self.settle_timeout)
+                    time.sleep(0.15)  # a frame rendered after the fingers stopped
                 summary.steps = step + 1
+                if self.stop_when is not None and self.stop_when():
+                    _LOG.info("step %d: the task is done", step)
+                    break
             # The final observation closes the episode (no action after it).
             frame, _ = self.camera.latest()
             status = self._check_control()

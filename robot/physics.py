@@ -22,6 +22,7 @@ rounding, and no contact reflexes (the simulator has none either).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import numpy as np
 
 from robot.sim import DEFAULT_CAMERA, OBJECTS, check_camera
 
+_LOG = logging.getLogger(__name__)
 GRIPPER_WIDTH_OPEN = 0.08  # m: gripper state 0 = open (this width), 1 = closed (robot/safety.py's convention)
 HAND_SPEED = 0.05  # m/s: the gripper process's move speed (robot/gripper.py) and franky-sim's hand limit
 HAND_FORCE = 70.0  # N: what franky-sim's gripper server applies for `move`
@@ -291,6 +293,19 @@ class PhysicsArm:
         self.steps += 1
 
     def _trajectory(self, start: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Commanded positions [T, 3] from start to target (both at rest), 1 ms apart: the control loop's
+        ruckig set-up. ruckig 0.19 rarely throws on a valid input (seen once in ~10^5 moves, not reproducible
+        from the printed values): then the target is nudged by 1 um, and failing that a straight line at the
+        velocity limit is used."""
+        for nudge in (0.0, 1e-6):
+            try:
+                return self._ruckig(start, target + nudge)
+            except Exception as exc:  # noqa: BLE001 - ruckig.RuckigError; logged, then the fallback
+                _LOG.warning("ruckig failed from %s to %s (%s)", start.tolist(), target.tolist(), str(exc)[:60])
+        n = max(1, int(np.ceil(np.abs(target - start).max() / (self.limits.max_velocity * 1e-3))))
+        return start + (target - start) * (np.arange(1, n + 1) / n)[:, None]
+
+    def _ruckig(self, start: np.ndarray, target: np.ndarray) -> np.ndarray:
         from ruckig import InputParameter, OutputParameter, Result, Ruckig
 
         otg = Ruckig(3, 0.001)

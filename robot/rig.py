@@ -32,7 +32,7 @@ class Rig:
                  camera: str | None = None, camera_fps: float = 10.0, camera_timeout: float = 3.0,
                  camera_device: Any = 0, gripper: bool = True, error_recovery: bool = False,
                  max_log_seconds: float = 600.0, sim_camera: str = DEFAULT_CAMERA, rt_priority: int | None = None,
-                 control_cpu: int | None = None) -> None:
+                 control_cpu: int | None = None, sim_objects: dict[str, Any] | None = None) -> None:
         if not sim and not robot_ip:
             raise ValueError("give sim=True or a robot_ip")
         self.workdir = Path(workdir)
@@ -45,6 +45,7 @@ class Rig:
         self.camera_fps, self.camera_timeout, self.camera_device = camera_fps, camera_timeout, camera_device
         self.use_gripper, self.error_recovery, self.max_log_seconds = gripper, error_recovery, max_log_seconds
         self.rt_priority, self.control_cpu = rt_priority, control_cpu
+        self.sim_objects = sim_objects  # a task layout: where the simulator's objects start (robot/tasks.py)
         self.sim: SimServer | None = None
         self.camera: CameraProcess | None = None
         self.control: ControlProcess | None = None
@@ -53,7 +54,7 @@ class Rig:
     def start(self) -> Rig:
         try:
             if self.use_sim:
-                self.sim = SimServer(self.workdir / "sim").start()
+                self.sim = SimServer(self.workdir / "sim", objects=self.sim_objects).start()
                 ip = self.sim.hostname
                 _LOG.info("franky-sim (MuJoCo) running on %s", ip)
             else:

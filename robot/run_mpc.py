@@ -119,6 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="(--sim) make the goal image by moving the arm by this offset (m) and rendering it")
     g.add_argument("--subgoal-threshold", type=float, default=None,
                    help="latent distance below which the next sub-goal is taken")
+    g.add_argument("--task", default=None, choices=("grasp", "push", "pick_place"),
+                   help="(--sim) a manipulation task of robot/tasks.py: the layout of --task-seed placed in the "
+                        "simulator, its sub-goal images rendered by the scripted oracle, the gripper planned and "
+                        "commanded open/closed, sub-goals switched by step budget or plateau; prints success")
+    g.add_argument("--task-seed", type=int, default=None,
+                   help="layout seed of --task (default 1000000, the first evaluation layout)")
     m = p.add_argument_group("world model")
     m.add_argument("--encoder", help="encoder checkpoint (our .safetensors or Meta's .pt)")
     m.add_argument("--predictor", help="AC predictor checkpoint (Meta's vjepa2-ac-*.pt or our .safetensors)")
@@ -168,7 +174,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--control-cpu", type=int, default=None, metavar="CPU",
                    help="pin the 1 kHz control process to this CPU (sched_setaffinity)")
     r = p.add_argument_group("run")
-    r.add_argument("--max-steps", type=int, default=10, help="MPC steps (plans executed)")
+    r.add_argument("--max-steps", type=int, default=None,
+                   help="MPC steps (plans executed); default 10, with --task the task's budget (grasp 12, push 12, "
+                        "pick_place 24)")
     r.add_argument("--log-dir", default="runs/mpc", help="where the episode, logs and plots go")
     r.add_argument("--camera", default=None, choices=["sim", "opencv", "realsense"],
                    help="default: sim with --sim, opencv otherwise")
@@ -181,10 +189,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--no-gripper", action="store_true", help="do not connect to the gripper")
     r.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    if args.goal is None and args.goal_offset is None:
-        p.error("give --goal IMAGE [IMAGE ...] or (with --sim) --goal-offset DX DY DZ")
+    if args.task is not None:
+        if not args.sim:
+            p.error("--task needs --sim (the layout is placed in the simulator)")
+        if args.goal is not None or args.goal_offset is not None:
+            p.error("--task makes its own goal images: drop --goal / --goal-offset")
+        if args.sim_camera is None and not (args.predictor and _recorded_camera(args.predictor)):
+            args.sim_camera = "table_right"
+    elif args.task_seed is not None:
+        p.error("--task-seed needs --task")
+    if args.goal is None and args.goal_offset is None and args.task is None:
+        p.error("give --goal IMAGE [IMAGE ...], (with --sim) --goal-offset DX DY DZ, or (with --sim) --task NAME")
     if args.goal_offset is not None and not args.sim:
         p.error("--goal-offset needs --sim (it renders the goal in the simulator)")
+    args.max_steps_given = args.max_steps is not None
+    if args.max_steps is None:
+        args.max_steps = 10
     if args.max_steps < 1:
         p.error(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.sim_camera is not None and (not args.sim or args.camera not in (None, "sim")):
@@ -203,6 +223,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.robot_ip and args.random_model is not None:
         p.error("--random-model is only allowed with --sim (a random world model must never drive a real arm)")
     return args
+
+
+def _recorded_camera(model_file: str) -> str | None:
+    from robot.sim import model_camera
+
+    return model_camera(model_file)
 
 
 def _collision_thresholds(args: argparse.Namespace) -> dict[str, tuple[float, ...]]:
@@ -240,6 +266,63 @@ def _render_goal(control, camera, offset: np.ndarray, settle: float) -> tuple[np
     return frame, goal, start
 
 
+def _prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
+    """The task instance, its sub-goal frames (the scripted oracle in the in-process physics, saved as
+    goal_K.png), the manipulation workspace (unless --workspace-* were given) and the episode settings."""
+    from robot.camera import save_png
+    from robot.physics import PhysicsArm, manipulation_safety
+    from robot.task_eval import DEFAULT_STEPS, DEFAULT_SUBGOAL_STEPS
+    from robot.tasks import TASK_SEED_BASE, draw_task, goal_frames
+
+    inst = draw_task(args.task, TASK_SEED_BASE if args.task_seed is None else args.task_seed)
+    with PhysicsArm(args.sim_camera, 256) as arm:
+        goals, oracle = goal_frames(inst, arm)
+    for k, frame in enumerate(goals):
+        save_png(frame, log_dir / f"goal_{k}.png")
+    ws = manipulation_safety()
+    if tuple(args.workspace_min) == (0.25, -0.45, 0.08):
+        args.workspace_min = ws.workspace_min
+    if tuple(args.workspace_max) == (0.80, 0.45, 0.75):
+        args.workspace_max = ws.workspace_max
+    _LOG.info("task %s, layout seed %d: %d sub-goal images in %s (the scripted oracle %s this layout)", args.task,
+              inst.seed, len(goals), log_dir, "solves" if oracle["success"] else "FAILS")
+    return {"instance": inst, "goals": goals, "budgets": DEFAULT_SUBGOAL_STEPS[args.task],
+            "max_steps": DEFAULT_STEPS[args.task]}
+
+
+def _start_task(rig, safety, task: dict, settle: float):
+    """Opens the hand, moves the arm to the task's start (READY) through the control loop, and returns the
+    early-stop check: the live simulator's state (qpos) judged by robot/tasks.py `success`."""
+    from robot import shm
+    from robot.physics import PhysicsArm
+    from robot.safety import safe_target
+    from robot.tasks import READY, success
+
+    if rig.gripper is not None:
+        rig.gripper.wait_done(rig.gripper.command(safety.gripper_width_open), settle)
+    here = rig.commanded_xyz()
+    for _ in range(50):
+        if np.linalg.norm(READY - here) < 1e-6:
+            break
+        here, _ = safe_target(here, np.r_[READY - here, 0.0, 0.0, 0.0, 0.0], safety)
+        rig.control.send_target(here, 0.0)
+        if not rig.control.wait_settled(settle):
+            raise RuntimeError("the arm did not reach the task's start pose")
+    judge = PhysicsArm(render=False)
+    block = shm.SeqlockArray(rig.sim.qpos_name, (rig.sim.NQ_MAX,), np.float64, create=False)
+    buf = np.zeros(rig.sim.NQ_MAX)
+    inst = task["instance"]
+
+    def state_now() -> tuple[bool, dict]:
+        block.read_into(buf)
+        judge.data.qpos[:] = buf[: judge.model.nq]
+        judge._mj.mj_forward(judge.model, judge.data)
+        return success(inst, judge)
+
+    task["judge"] = state_now
+    return lambda: state_now()[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -256,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
         goal_frames = [load_image(g, "--goal") for g in (args.goal or [])]
+        task = None
+        if args.task is not None:
+            task = _prepare_task(args, log_dir)
+            goal_frames = task["goals"]
         safety = SafetyConfig(workspace_min=tuple(args.workspace_min), workspace_max=tuple(args.workspace_max),
                               max_step=args.max_step, max_velocity=args.max_velocity,
                               max_acceleration=args.max_acceleration, max_jerk=args.max_jerk,
@@ -264,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         planner_cfg = PlannerConfig(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
                                     horizon=args.horizon, momentum_pos=args.momentum, momentum_grip=args.momentum,
                                     max_norm=args.max_step, bound=args.bound,
-                                    gripper="plan" if args.plan_gripper else "hold", seed=args.seed,
+                                    gripper="plan" if args.plan_gripper or task else "hold", seed=args.seed,
                                     dtype=args.dtype, keep_elites=args.keep_elites, return_best=args.return_best,
                                     coarse_iterations=args.coarse_iterations)
         world_model = build_world_model(args)
@@ -279,9 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         rig = Rig(log_dir, safety, sim=args.sim, robot_ip=args.robot_ip, camera=args.camera,
                   camera_fps=args.camera_fps, camera_device=args.camera_device, gripper=not args.no_gripper,
                   error_recovery=args.error_recovery, sim_camera=args.sim_camera, rt_priority=args.rt_priority,
-                  control_cpu=args.control_cpu).start()
+                  control_cpu=args.control_cpu, sim_objects=task["instance"].layout.objects if task else None).start()
         control, camera, gripper = rig.control, rig.camera, rig.gripper
         goal_xyz = None
+        stop_when = None
+        if task is not None:
+            stop_when = _start_task(rig, safety, task, args.settle_timeout)
         if args.goal_offset is not None:
             frame, goal_xyz, _ = _render_goal(control, camera, np.asarray(args.goal_offset), args.settle_timeout)
             save_png(frame, log_dir / "goal.png")
@@ -295,8 +385,14 @@ def main(argv: list[str] | None = None) -> int:
                              np.round(box[1], 3).tolist())
         runner = MPCRunner(world_model, planner, control, camera, safety, goal_frames, log_dir, gripper=gripper,
                            settle_timeout=args.settle_timeout, goal_xyz=goal_xyz,
-                           subgoal_threshold=args.subgoal_threshold)
-        summary = runner.run(args.max_steps)
+                           subgoal_threshold=args.subgoal_threshold,
+                           subgoal_budgets=task["budgets"] if task else None, binary_gripper=task is not None,
+                           stop_when=stop_when)
+        summary = runner.run(args.max_steps if task is None or args.max_steps_given else task["max_steps"],
+                             stop_control=task is None)
+        if task is not None:
+            task["result"] = task["judge"]()
+            rig.control.stop()
     except KeyboardInterrupt:
         print("run_mpc: interrupted: the arm was stopped", file=sys.stderr)
         return 130
@@ -306,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if rig is not None:
             rig.close()
+    if task is not None and "result" in task:
+        ok, info = task["result"]
+        details = ", ".join(f"{k} {v:.3f}" for k, v in info.items())
+        print(f"run_mpc: task {args.task} (layout seed {task['instance'].seed}): {'SUCCESS' if ok else 'FAILED'} "
+              f"({details})")
     plan_s = [r.plan_seconds for r in summary.records]
     print(f"run_mpc: {summary.steps} steps, {'finished' if summary.ok else 'STOPPED: ' + summary.reason}; "
           f"planning {np.mean(plan_s) if plan_s else float('nan'):.2f} s/step; logs in {log_dir}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -129,8 +131,9 @@ def resolve_sim_camera(given: str | None, model_file: str | os.PathLike | None) 
     return check_camera(recorded).name if recorded else DEFAULT_CAMERA
 
 
-def build_scene(sim: Any) -> None:
-    """Adds the table, objects and every camera of CAMERAS to a franky-sim MujocoSimulator before it starts."""
+def build_scene(sim: Any, objects: dict[str, Any] | None = None) -> None:
+    """Adds the table, objects and every camera of CAMERAS to a franky-sim MujocoSimulator before it starts.
+    objects: name -> (x, y, yaw) to place some objects elsewhere on the table (a task layout, robot/tasks.py)."""
     for vis in sim.scene.iter("quality"):
         # Software (EGL/Mesa) rendering: shadows and multisampling cost ~6x in frame rate.
         vis.set("shadowsize", "0")
@@ -138,22 +141,32 @@ def build_scene(sim: Any) -> None:
     wb = sim.worldbody
     table = ET.SubElement(wb, "body", name="table", pos="0.55 0 0")
     ET.SubElement(table, "geom", type="box", size="0.35 0.45 0.01", pos="0 0 0.01", rgba="0.55 0.45 0.35 1")
+    objects = dict(objects or {})
+    unknown = set(objects) - {name for name, *_ in OBJECTS}
+    if unknown:
+        raise ValueError(f"unknown objects {sorted(unknown)}; the scene has {[name for name, *_ in OBJECTS]}")
     for name, pos, size, rgba in OBJECTS:
-        body = ET.SubElement(wb, "body", name=name, pos=pos)
+        attrib = {"name": name, "pos": pos}
+        if name in objects:
+            x, y, yaw = (float(v) for v in objects[name])
+            z = 0.02 + float(size.split()[2]) + 1e-4  # resting on the table top (z 0.02)
+            attrib = {"name": name, "pos": f"{x:.6f} {y:.6f} {z:.6f}",
+                      "quat": f"{math.cos(yaw / 2):.9f} 0 0 {math.sin(yaw / 2):.9f}"}
+        body = ET.SubElement(wb, "body", attrib)
         ET.SubElement(body, "freejoint", name=f"{name}_joint")
         ET.SubElement(body, "geom", type="box", size=size, rgba=rgba, mass="0.05", friction="1 0.01 0.001")
     for cam in CAMERAS.values():
         ET.SubElement(wb, "camera", cam.xml_attrib())
 
 
-def new_simulator() -> Any:
-    """franky-sim's MujocoSimulator with one FR3 and our scene, not yet started: what the server runs and what
-    robot/generate.py compiles (so both see the same model)."""
+def new_simulator(objects: dict[str, Any] | None = None) -> Any:
+    """franky-sim's MujocoSimulator with one FR3 and our scene (objects: see `build_scene`), not yet started:
+    what the server runs and what robot/generate.py compiles (so both see the same model)."""
     from franky_sim.mujoco_simulator import MujocoSimulator
 
     sim = MujocoSimulator(enable_visualization=False)
     sim.add_robot()
-    build_scene(sim)
+    build_scene(sim, objects)
     return sim
 
 
@@ -162,7 +175,8 @@ def scene_xml(sim: Any | None = None) -> str:
     return ET.tostring((sim if sim is not None else new_simulator()).scene, encoding="unicode")
 
 
-def serve(hostname: str, scene_xml_path: str, qpos_name: str | None, ready_file: str | None) -> None:
+def serve(hostname: str, scene_xml_path: str, qpos_name: str | None, ready_file: str | None,
+          objects: dict[str, Any] | None = None) -> None:
     import franky_sim
 
     running = True
@@ -173,7 +187,7 @@ def serve(hostname: str, scene_xml_path: str, qpos_name: str | None, ready_file:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with new_simulator() as sim:
+    with new_simulator(objects) as sim:
         Path(scene_xml_path).write_text(scene_xml(sim))
         with franky_sim.SimulationServer(sim, hostname_candidates=[hostname]) as server:
             block = None
@@ -219,7 +233,9 @@ class SimServer:
 
     NQ_MAX = 64
 
-    def __init__(self, workdir: str | Path, hostname: str | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(self, workdir: str | Path, hostname: str | None = None, startup_timeout: float = 60.0,
+                 objects: dict[str, Any] | None = None) -> None:
+        self.objects = dict(objects or {})
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._hostname_given = hostname
@@ -262,7 +278,8 @@ class SimServer:
         self._log = open(self.workdir / "sim_server.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "robot.sim", "--hostname", self.hostname, "--scene-xml", str(self.scene_xml),
-             "--qpos-shm", self._qpos_store.name, "--ready-file", str(ready)],
+             "--qpos-shm", self._qpos_store.name, "--ready-file", str(ready),
+             *(["--objects", json.dumps({k: list(v) for k, v in self.objects.items()})] if self.objects else [])],
             cwd=Path(__file__).resolve().parents[1], env=env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
         deadline = time.monotonic() + self.timeout
@@ -322,9 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scene-xml", required=True, help="where to write the compiled scene (for the camera)")
     p.add_argument("--qpos-shm", default=None, help="shared block to publish qpos into")
     p.add_argument("--ready-file", default=None, help="written once the server accepts connections")
+    p.add_argument("--objects", default=None, help='JSON {"name": [x, y, yaw], ...}: where objects start')
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    serve(a.hostname, a.scene_xml, a.qpos_shm, a.ready_file)
+    serve(a.hostname, a.scene_xml, a.qpos_shm, a.ready_file, json.loads(a.objects) if a.objects else None)
 
 
 if __name__ == "__main__":

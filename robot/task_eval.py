@@ -109,27 +109,6 @@ class TaskTrial:
     oracle_success: bool = True
 
 
-class SubgoalSwitch:
-    """The sub-goal rule of the module docstring: step budgets, and a plateau of the latent distance."""
-
-    def __init__(self, budgets: tuple[int, ...], min_gain: float = 0.02, patience: int = 2) -> None:
-        self.budgets, self.min_gain, self.patience = budgets, min_gain, patience
-        self.index, self.on_goal, self.best, self.stale = 0, 0, float("inf"), 0
-
-    def update(self, distance: float) -> int:
-        """Record this step's latent distance to the current sub-goal (before acting); returns the sub-goal
-        index to plan toward now."""
-        last = len(self.budgets) - 1
-        if distance < self.best * (1.0 - self.min_gain):
-            self.best, self.stale = distance, 0
-        else:
-            self.stale += 1
-        if self.index < last and (self.on_goal >= self.budgets[self.index] or self.stale >= self.patience):
-            self.index, self.on_goal, self.best, self.stale = self.index + 1, 0, float("inf"), 0
-        self.on_goal += 1
-        return self.index
-
-
 class ModelPolicy:
     """Latent CEM toward the current sub-goal (xyz + gripper planned)."""
 
@@ -221,7 +200,9 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
     go_ready(arm)
     policy = policy_factory(arm, inst)
     z_goals = wm.encode_image_files(goals) if wm is not None else None
-    switch = SubgoalSwitch(cfg.budgets)
+    from vjepa_fast.planning import SubgoalSchedule
+
+    switch = SubgoalSchedule(cfg.budgets)
     frames, plan_s, sub_at, dists = [arm.render()], [], [], []
     ok = False
     for _ in range(cfg.steps):

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What each example config claims to be (its header says "Same as `--preset ...`").
 EXAMPLES = {
     "ac_sim_tiny.toml": (ACTrainConfig, ACTrainConfig.sim_tiny()),
+    "ac_manip_tiny.toml": (ACTrainConfig, ACTrainConfig.manip_tiny()),
     "ac_droid_vitg.toml": (ACTrainConfig, ACTrainConfig.droid_vit_giant()),
     "pretrain_tiny_cpu.toml": (PretrainConfig, apply_overrides(PretrainConfig.tiny_cpu(),
                                                                {"data.sources": ["data/sim_random"]})),

@@ -18,7 +18,7 @@ Meta's `torch.randn` drew (`plan(..., normals=...)`), it returns Meta's actions 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,8 +28,8 @@ from vjepa_fast.ops import cem_refit, cem_sample
 from vjepa_fast.planning.world_model import PlanningModel, check_dtype_name
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM
 
-__all__ = ["PlannerConfig", "PlanResult", "CEMPlanner", "GoalSequence", "to_actions", "shift_plan", "l1_energy",
-           "META_CEM_NAMES", "Normals", "returned_actions", "given_normals"]
+__all__ = ["PlannerConfig", "PlanResult", "CEMPlanner", "GoalSequence", "SubgoalSchedule", "to_actions", "shift_plan",
+           "l1_energy", "META_CEM_NAMES", "Normals", "returned_actions", "given_normals"]
 
 BOUNDS = ("box", "ball")
 GRIPPER_MODES = ("hold", "plan")
@@ -368,6 +368,38 @@ class GoalSequence:
 
     def advance_if_reached(self, energy: torch.Tensor, threshold: float) -> None:
         self.advance(energy.to(self.index.device) < threshold)
+
+
+class SubgoalSchedule:
+    """When to move on to the next sub-goal image, for one episode (a host-side rule, used between MPC steps).
+
+    The current sub-goal advances after `budgets[k]` steps on it (a step budget per sub-goal), or earlier when the
+    observed latent distance to it has not improved by `min_gain` (relative) on its best so far for `patience`
+    steps in a row (a plateau: planning toward it no longer helps); never past the last sub-goal.
+
+        schedule = SubgoalSchedule((6, 2, 4))
+        k = schedule.update(latent_distance_to_goal[schedule.index])  # before planning each step
+    """
+
+    def __init__(self, budgets: Sequence[int], min_gain: float = 0.02, patience: int = 2) -> None:
+        if not budgets or any(int(b) < 1 for b in budgets):
+            raise ValueError(f"budgets must be >= 1 step per sub-goal, got {list(budgets)}")
+        if not 0 <= min_gain < 1 or patience < 1:
+            raise ValueError(f"need 0 <= min_gain < 1 and patience >= 1, got {min_gain}, {patience}")
+        self.budgets, self.min_gain, self.patience = tuple(int(b) for b in budgets), float(min_gain), int(patience)
+        self.index, self.on_goal, self.best, self.stale = 0, 0, float("inf"), 0
+
+    def update(self, distance: float) -> int:
+        """Records this step's latent distance to the current sub-goal; returns the sub-goal to plan toward."""
+        if distance < self.best * (1.0 - self.min_gain):
+            self.best, self.stale = distance, 0
+        else:
+            self.stale += 1
+        last = len(self.budgets) - 1
+        if self.index < last and (self.on_goal >= self.budgets[self.index] or self.stale >= self.patience):
+            self.index, self.on_goal, self.best, self.stale = self.index + 1, 0, float("inf"), 0
+        self.on_goal += 1
+        return self.index
 
 
 def _check_problem(latent_shape: tuple[int, int], z_obs: Any, state: Any, z_goal: Any) -> int:

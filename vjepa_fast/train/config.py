@@ -320,6 +320,23 @@ class ACTrainConfig:
         return apply_overrides(cfg, overrides)
 
     @classmethod
+    def manip_tiny(cls, **overrides: Any) -> ACTrainConfig:
+        """The manipulation world model of the simulator (robot/generate_physics.py episodes with contact, the
+        gripper in state and action): a 4-block, 128-wide predictor on a tiny encoder's 128 px latents (8x8
+        tokens), 6-frame clips (5 actions), rollout loss over 2 steps; CPU tens of minutes."""
+        cfg = cls(
+            out_dir="runs/ac-manip",
+            data=ACDataConfig(sources=["data/manip"], encoder="runs/manip/pretrain/encoder.safetensors",
+                              preprocess="planner", cache_dtype="float16"),
+            predictor="tiny", predictor_overrides={"depth": 4, "predictor_embed_dim": 128, "num_heads": 2,
+                                                   "num_frames": 16},
+            init="identity", val_fraction=0.05, frames_per_clip=6, rollout_steps=2, batch_size=16,
+            total_steps=4000, warmup_steps=300, decay_steps=1000, lr_start=1e-4, lr_peak=1e-3, amp="auto",
+            log_every=50, ckpt_every=250, keep_checkpoints=1,
+        )
+        return apply_overrides(cfg, overrides)
+
+    @classmethod
     def droid_vit_giant(cls, **overrides: Any) -> ACTrainConfig:
         """The paper's V-JEPA 2-AC recipe (SPEC section 5): the 300M predictor on frozen ViT-g latents of raw
         DROID (left camera, every 4th row, 8-frame clips, 256 px), global batch 256 (32 x 8 GPUs), bf16,
@@ -336,7 +353,8 @@ class ACTrainConfig:
         return apply_overrides(cfg, overrides)
 
 
-AC_PRESETS = {"sim_tiny": ACTrainConfig.sim_tiny, "droid_vit_giant": ACTrainConfig.droid_vit_giant}
+AC_PRESETS = {"sim_tiny": ACTrainConfig.sim_tiny, "manip_tiny": ACTrainConfig.manip_tiny,
+              "droid_vit_giant": ACTrainConfig.droid_vit_giant}
 
 
 # ------------------------------------------------------------------------------------ attentive probes
