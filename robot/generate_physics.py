@@ -130,9 +130,12 @@ def physics_episode(arm: Any, cfg: PhysicsGenConfig, index: int, path: Path, tmp
     writer = EpisodeWriter(tmp, fps=cfg.fps, camera=f"sim:{cfg.camera}", extra=extra)
     aim = _aim(arm, rng)
     random_steps = 0
+    objects: dict[str, list[list[float]]] = {name: [] for name in layout.objects}
     try:
         for step in range(cfg.steps + 1):
             frame, state = arm.render(), arm.state()
+            for name, track in objects.items():  # per frame, for probes of what the latents hold
+                track.append([round(float(v), 5) for v in arm.object_xyz(name)])
             if step == cfg.steps:
                 writer.append(frame, state, None)
                 break
@@ -149,6 +152,7 @@ def physics_episode(arm: Any, cfg: PhysicsGenConfig, index: int, path: Path, tmp
             writer.append(frame, state, np.r_[target_xyz - before, 0.0, 0.0, 0.0, grip - grip_before])
         writer.extra["random_steps"] = random_steps
         writer.extra["cube_end"] = arm.object_xyz(CUBE).tolist()
+        writer.extra["objects_xyz"] = objects
         writer.close(encode_mp4=cfg.video)
     except BaseException:
         writer.close()

@@ -207,3 +207,63 @@ def test_sim_eval_task_runs_the_oracle_and_random_actions(tmp_path: Path, capsys
     assert main(["sim-eval", "--task", "push", "--goals", "1", "--method", "oracle", "--seed", "5",
                  "--out", str(out)]) == 2
     assert "seed must be >= 1000000" in capsys.readouterr().err
+
+
+def test_subgoal_schedule_budgets_and_plateau():
+    from vjepa_fast.planning import SubgoalSchedule
+
+    s = SubgoalSchedule((3, 2, 5))
+    # Improving every step: the budget alone moves on (3 steps on 0, 2 on 1, then 2 stays).
+    assert [s.update(1.0 - 0.1 * i) for i in range(8)] == [0, 0, 0, 1, 1, 2, 2, 2]
+    s = SubgoalSchedule((10, 10), min_gain=0.02, patience=2)
+    # A plateau (< 2% better than the best for 2 steps) moves on early.
+    assert [s.update(d) for d in (1.0, 0.5, 0.495, 0.494, 0.3)] == [0, 0, 0, 1, 1]
+    with pytest.raises(ValueError, match="budgets must be >= 1"):
+        SubgoalSchedule((2, 0))
+
+
+def test_run_mpc_task_through_the_protocol(tmp_path: Path, capsys):
+    """--sim --task: the layout placed in the live simulator, sub-goal images written, the gripper planned
+    through the gripper process, success judged and printed (a random model: it fails)."""
+    pytest.importorskip("pylibfranka")
+    from robot.run_mpc import main
+
+    rc = main(["--sim", "--task", "push", "--task-seed", str(TASK_SEED_BASE + 2), "--random-model", "tiny",
+               "--max-steps", "2", "--samples", "16", "--iterations", "2", "--log-dir", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert f"task push (layout seed {TASK_SEED_BASE + 2}): FAILED" in out and "target_distance_m" in out
+    assert sorted(p.name for p in (tmp_path / "run").glob("goal_*.png")) == ["goal_0.png", "goal_1.png"]
+    log = [json.loads(line) for line in (tmp_path / "run" / "mpc_log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "plan" in r]
+    assert len(steps) == 2 and all(len(r["plan"][0]) == 7 for r in steps)
+
+
+def test_behaviour_cloning_learns_and_round_trips(tmp_path: Path):
+    """train-bc on a small cache of physics episodes: the loss falls, the file loads, a decision is 7-D."""
+    import torch
+
+    from robot.generate_physics import PhysicsGenConfig, generate_physics
+    from vjepa_fast.checkpoints import save_safetensors
+    from vjepa_fast.data.episodes import PlannerPreprocess, find_episodes, read_episode
+    from vjepa_fast.data.latent_cache import build_latent_cache
+    from vjepa_fast.models import EncoderConfig, VideoEncoder
+    from vjepa_fast.train.bc import load_bc_policy, main, train_bc
+
+    cfg = PhysicsGenConfig(episodes=3, steps=6, seed=4, size=64, mix=(1.0, 1.0, 0.0, 1.0))
+    generate_physics(tmp_path / "eps", cfg, workers=1, progress=False)
+    torch.manual_seed(0)
+    enc = VideoEncoder(EncoderConfig.tiny()).eval()
+    save_safetensors(tmp_path / "enc.safetensors", {"encoder": enc})
+    build_latent_cache(tmp_path / "cache", find_episodes(tmp_path / "eps"), enc, preprocess=PlannerPreprocess(size=64),
+                       reader=read_episode)
+    m = train_bc(tmp_path / "cache", tmp_path / "enc.safetensors", tmp_path / "bc", steps=500, batch_size=16,
+                 val_fraction=0.34, progress=False)
+    assert m["log"][-1]["train_loss"] < 0.5 * m["log"][0]["train_loss"], m["log"]
+    policy = load_bc_policy(tmp_path / "bc" / "policy.safetensors")
+    frame = np.zeros((64, 64, 3), np.uint8)
+    z = policy.world_model.encode_image_files([frame])
+    a = policy.act(z, np.r_[0.5, 0.0, 0.25, np.pi, 0.0, 0.0, 0.0], z)
+    assert a.shape == (7,) and np.all(np.isfinite(a)) and np.all(a[3:6] == 0)
+    assert main(["--cache", str(tmp_path / "nothing"), "--encoder", str(tmp_path / "enc.safetensors"),
+                 "--out", str(tmp_path / "x")]) == 2

@@ -193,7 +193,7 @@ def train_bc(cache_dir: str | Path, encoder_file: str | Path, out_dir: str | Pat
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % 500 == 0 or step == steps:
+        if step == 1 or step % 500 == 0 or step == steps:
             with torch.no_grad():
                 pred = head(*val[:3])
                 val_loss = F.smooth_l1_loss(pred, val[3], beta=0.1).item()
