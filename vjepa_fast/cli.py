@@ -182,7 +182,7 @@ def _cmd_energy_quality(args: argparse.Namespace) -> int:
     results = []
     for item in args.encoder:
         name, enc = _parse_encoder_spec(item)
-        z, xyz = episode_latents(enc, eps, max_frames=args.max_frames, seed=args.seed)
+        z, xyz = episode_latents(enc, eps, max_frames=args.max_frames, seed=args.seed, target=args.target)
         results.append(energy_quality(z, xyz, name=name, near=args.near_cm / 100, max_frames=None))
         print(results[-1].row())
     files = write_energy_report(results, args.out, title=args.title)
@@ -332,6 +332,9 @@ encoder.safetensors (the target encoder, for downstream use).""",
                         "weights, seed 0, e.g. random:tiny@128); repeatable")
     p.add_argument("--max-frames", type=int, default=400, help="frames drawn from the episodes (pairs ~ F^2/2)")
     p.add_argument("--near-cm", type=float, default=10.0, help="the 'near' pairs: closer than this, cm")
+    p.add_argument("--target", default="ee", metavar="ee|OBJECT",
+                   help="whose position the energy and the probe are scored on: the end effector (ee, default) or "
+                        "a scene object (e.g. red_cube: per-frame positions of robot/generate_physics.py episodes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--title", default="")
     p.add_argument("--out", default="runs/energy_quality", help="output folder")

@@ -193,17 +193,32 @@ def layer_norm_latents(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _object_tracks(path: str | Path, name: str) -> torch.Tensor:
+    """[T, 3] positions of object `name` per frame, as robot/generate_physics.py records them in meta.json."""
+    import json
+
+    extra = json.loads((Path(path) / "meta.json").read_text()).get("extra", {})
+    tracks = extra.get("objects_xyz") or {}
+    if name not in tracks:
+        raise ValueError(f"{path}: no per-frame positions of {name!r} (meta extra.objects_xyz has "
+                         f"{sorted(tracks) or 'nothing'}; robot/generate_physics.py records them)")
+    return torch.tensor(tracks[name], dtype=torch.float64)
+
+
 def episode_latents(encoder: torch.nn.Module, episodes: Sequence[str | Path], *, max_frames: int | None = 400,
-                    seed: int = 0, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+                    seed: int = 0, batch_size: int = 32, target: str = "ee") -> tuple[torch.Tensor, torch.Tensor]:
     """(latents [F, N, D], xyz [F, 3]) of frames of recorded episodes, encoded exactly as the planner does
     (`WorldModel.encode`: eval preprocessing at the encoder's size, each frame a 2-frame clip, layer norm).
-    At most `max_frames` frames, drawn uniformly (seeded) over all frames of all episodes."""
+    At most `max_frames` frames, drawn uniformly (seeded) over all frames of all episodes. xyz: the end
+    effector's (target "ee") or an object's (its name: per-frame positions in the episode's meta.json)."""
     from vjepa_fast.data.episodes import read_episode
     from vjepa_fast.data.transforms import preprocess_frames
 
     if not episodes:
         raise ValueError("no episodes given")
     eps = [read_episode(p) for p in episodes]
+    where = [ep.states[:, :3].double() if target == "ee" else _object_tracks(p, target)
+             for p, ep in zip(episodes, eps)]
     index = [(e, t) for e, ep in enumerate(eps) for t in range(ep.num_frames)]
     if max_frames is not None and len(index) > max_frames:
         keep = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))[:max_frames].sort().values
@@ -216,7 +231,7 @@ def episode_latents(encoder: torch.nn.Module, episodes: Sequence[str | Path], *,
         images = preprocess_frames(frames, size).permute(1, 0, 2, 3)  # [b, 3, s, s]
         z = encoder(images.float())  # a 4-D image batch: each image a 2-frame clip, as WorldModel.encode
         zs.append(layer_norm_latents(z))
-        xyz.append(torch.stack([eps[e].states[t, :3] for e, t in chunk]).double())
+        xyz.append(torch.stack([where[e][t] for e, t in chunk]))
     return torch.cat(zs), torch.cat(xyz)
 
 

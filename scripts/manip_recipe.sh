@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The manipulation recipe from nothing, through the public commands (benchmarks/MANIP_RECIPE.md):
+#   1. generate   robot/generate_physics.py: episodes with contact (physics in-process, gripper in state and action)
+#   2. pretrain   vjepa-fast pretrain: a tiny V-JEPA 2 encoder on those episodes' video at 128 px (stage 1)
+#   3. train-ac   vjepa-fast train-ac --preset manip_tiny: the AC predictor on the frozen encoder (stage 2), and the
+#                 same on a random encoder (the baseline that says whether stage 1 earns its place)
+#   4. train-bc   vjepa-fast train-bc: the goal-image-conditioned behaviour-cloning baseline on the same latents
+#   5. evaluate   diagnostics (object-position probe and energy ranking on held-out episodes, both encoders) and
+#                 vjepa-fast sim-eval --task grasp / push / pick_place on unseen layouts with every baseline
+# Every step is resumable: stop anywhere (Ctrl-C) and run the script again with the same settings.
+#
+#   bash scripts/manip_recipe.sh                   # the shipped model's settings (hours on a 2-core CPU)
+#   EPISODES=8 STEPS=8 HELDOUT=4 PRETRAIN_STEPS=4 AC_STEPS=4 BC_STEPS=4 GOALS=1 OUT=runs/manip_smoke \
+#     bash scripts/manip_recipe.sh                 # a smoke run: minutes
+#
+# Settings (environment): OUT (runs/manip), EPISODES (2500) x STEPS (20 actions: 50,000 transitions), WORKERS (2),
+# HELDOUT (100 episodes, seed 500, for the diagnostics), PRETRAIN_STEPS (6000), PRETRAIN_BATCH (16), AC_STEPS
+# (4000), BC_STEPS (4000), GOALS (20 layouts per task), TASKS (grasp push pick_place),
+# EXPORT (OUT/world_model.safetensors; robot/assets/sim_manip_world_model.safetensors to ship it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/manip}
+EPISODES=${EPISODES:-2500}
+STEPS=${STEPS:-20}
+WORKERS=${WORKERS:-2}
+HELDOUT=${HELDOUT:-100}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-6000}
+PRETRAIN_BATCH=${PRETRAIN_BATCH:-16}
+AC_STEPS=${AC_STEPS:-4000}
+BC_STEPS=${BC_STEPS:-4000}
+GOALS=${GOALS:-20}
+TASKS=${TASKS:-grasp push pick_place}
+EXPORT=${EXPORT:-$OUT/world_model.safetensors}
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+[ -x .venv/bin/python ] || bash scripts/setup.sh
+# shellcheck disable=SC1091
+source .venv/bin/activate
+mkdir -p "$OUT"
+log() { echo "[manip_recipe $(date +%H:%M:%S)] $*"; }
+t0=$SECONDS
+
+log "1/5 generate: $EPISODES episodes x $STEPS actions -> $OUT/episodes (held-out: $HELDOUT, seed 500)"
+python robot/generate_physics.py --out "$OUT/episodes" --episodes "$EPISODES" --steps "$STEPS" --seed 0 \
+  --workers "$WORKERS"
+python robot/generate_physics.py --out "$OUT/heldout" --episodes "$HELDOUT" --steps "$STEPS" --seed 500 \
+  --workers "$WORKERS"
+t1=$SECONDS
+
+log "2/5 pretrain: tiny encoder at 128 px, $PRETRAIN_STEPS steps of $PRETRAIN_BATCH clips -> $OUT/pretrain"
+vjepa-fast pretrain --preset tiny_cpu "data.sources=[\"$OUT/episodes\"]" data.crop_size=128 cooldown.crop_size=128 \
+  "steps=$PRETRAIN_STEPS" "global_batch_size=$PRETRAIN_BATCH" optim.warmup_steps=200 save_every=250 \
+  "out_dir=$OUT/pretrain"
+t2=$SECONDS
+
+ac() {  # ac ENCODER OUT_DIR
+  vjepa-fast train-ac --preset manip_tiny "data.sources=[\"$OUT/episodes\"]" "data.encoder=\"$1\"" \
+    "out_dir=\"$2\"" "total_steps=$AC_STEPS" "warmup_steps=$((AC_STEPS / 10 > 0 ? AC_STEPS / 10 : 1))" \
+    "decay_steps=$((AC_STEPS / 4 > 0 ? AC_STEPS / 4 : 1))" "ckpt_every=$((AC_STEPS < 250 ? AC_STEPS : 250))"
+}
+log "3/5 train-ac: $AC_STEPS steps on the pretrained encoder -> $EXPORT, and on a random one -> $OUT/ac_random"
+ac "$OUT/pretrain/encoder.safetensors" "$OUT/ac"
+if [ ! -f "$EXPORT" ] || ! cmp -s "$OUT/ac/world_model.safetensors" "$EXPORT"; then
+  cp "$OUT/ac/world_model.safetensors" "$EXPORT"
+fi
+ac "random:tiny@128" "$OUT/ac_random"
+t3=$SECONDS
+
+log "4/5 train-bc: $BC_STEPS steps on the pretrained encoder's latents -> $OUT/bc"
+if [ ! -f "$OUT/bc/policy.safetensors" ]; then
+  vjepa-fast train-bc --cache "$OUT/ac/latent_cache" --encoder "$EXPORT" --out "$OUT/bc" --steps "$BC_STEPS"
+fi
+t4=$SECONDS
+
+log "5/5 evaluate: diagnostics on $HELDOUT held-out episodes; closed loop on $GOALS unseen layouts per task"
+for target in red_cube ee; do
+  vjepa-fast energy-quality --episodes "$OUT/heldout" --encoder "pretrained=$EXPORT" \
+    --encoder "random=random:tiny@128" --target "$target" --max-frames 600 --out "$OUT/diagnostics_$target"
+done
+for task in $TASKS; do
+  vjepa-fast sim-eval --task "$task" --goals "$GOALS" --out "$OUT/sim_eval_$task" --method "ours=$EXPORT" \
+    --method "ours-random-encoder=$OUT/ac_random/world_model.safetensors" --method "bc=bc:$OUT/bc/policy.safetensors" \
+    --method random-actions --method oracle
+done
+t5=$SECONDS
+log "done in $((t5 - t0)) s: generate $((t1 - t0)) s, pretrain $((t2 - t1)) s, train-ac $((t3 - t2)) s," \
+  "train-bc $((t4 - t3)) s, evaluate $((t5 - t4)) s; results in $OUT (sim_eval_*/sim_eval.md, diagnostics_*/)"
