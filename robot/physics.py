@@ -88,6 +88,13 @@ class Layout:
         return cls(placed)
 
 
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """A slice for consecutive indices (views, no copies), else the index array."""
+    if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+        return slice(int(index[0]), int(index[0]) + len(index))
+    return index
+
+
 def _quat_yaw(yaw: float) -> np.ndarray:
     return np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])  # MuJoCo's (w, x, y, z)
 
@@ -96,7 +103,7 @@ class PhysicsArm:
     """franky-sim's scene with its dynamics, driven action by action (see the module docstring)."""
 
     def __init__(self, camera: str = DEFAULT_CAMERA, size: int = 256, *, render: bool = True,
-                 safety: Any = None, settle_steps: int = 100, max_settle_steps: int = 1500) -> None:
+                 safety: Any = None, settle_steps: int = 50, max_settle_steps: int = 1500) -> None:
         os.environ.setdefault("MUJOCO_GL", "egl")
         import mujoco
         import pinocchio as pin
@@ -122,6 +129,11 @@ class PhysicsArm:
         self._arm_v = np.array(self.robot._dof_addrs)
         self._finger_q = np.array(self.robot._finger_qpos_addrs)
         self._finger_v = np.array(self.robot._finger_dof_addrs)
+        # Basic slices where the addresses are consecutive (they are in franky-sim's FR3): no fancy-index copies.
+        self._arm_qs, self._arm_vs, self._finger_qs, self._finger_vs = (
+            _as_slice(a) for a in (self._arm_q, self._arm_v, self._finger_q, self._finger_v))
+        self._target_key: bytes | None = None
+        self._target: Any = None
         self._obj_q: dict[str, int] = {}
         for name in OBJECT_NAMES:
             jid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, f"{name}_joint")
@@ -263,9 +275,12 @@ class PhysicsArm:
         """
         pin, r = self._pin, self.robot
         model, pdata, data = self._pin_model, self._pin_data, self.data
-        q = data.qpos[self._arm_q]
-        dq = data.qvel[self._arm_v]
-        target = pin.XYZQUATToSE3(np.concatenate((xyz, self._quat)))
+        q = data.qpos[self._arm_qs].copy()
+        dq = data.qvel[self._arm_vs].copy()
+        key = xyz.tobytes()
+        if key != self._target_key:  # the same command every cycle while holding: one SE3 for all of them
+            self._target_key, self._target = key, pin.XYZQUATToSE3(np.concatenate((xyz, self._quat)))
+        target = self._target
         target_q = q.copy()
         for _ in range(5):
             pin.forwardKinematics(model, pdata, target_q)
@@ -281,14 +296,14 @@ class PhysicsArm:
         tau = np.minimum(np.maximum(tau, self._tau_lo), self._tau_hi)
         pin.computeGeneralizedGravity(model, pdata, q)
         tau = np.minimum(np.maximum(tau + pdata.g, self._tau_lo), self._tau_hi)
-        data.qfrc_applied[self._arm_v] = tau
+        data.qfrc_applied[self._arm_vs] = tau
         # The hand: FrankaMujocoRobot._pre_step's PD servo with its velocity and force limits.
-        fq, fdq = data.qpos[self._finger_q], data.qvel[self._finger_v]
+        fq, fdq = data.qpos[self._finger_qs], data.qvel[self._finger_vs]
         ftau = r._kp_hand * (r._hand_goal_width / 2 - fq) - r._kv_hand * fdq
         over = (np.abs(fdq) > r._hand_goal_velocity) & (np.sign(fdq) == np.sign(ftau))
         ftau = np.where(over, -r._kv_hand * fdq, ftau)
         limit = min(self._hand_force_limit, r._hand_goal_force)
-        data.qfrc_applied[self._finger_v] = np.minimum(np.maximum(ftau, -limit), limit)
+        data.qfrc_applied[self._finger_vs] = np.minimum(np.maximum(ftau, -limit), limit)
         self._mj.mj_step(self.model, data)
         self.steps += 1
 

@@ -148,9 +148,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="roll out the first N CEM iterations in bf16 where the CPU/GPU does bf16 natively (useful "
                         "with --dtype float32)")
     c.add_argument("--momentum", type=float, default=0.15, help="momentum of mean/std updates")
-    c.add_argument("--bound", default="ball", choices=["ball", "box"],
+    c.add_argument("--bound", default=None, choices=["ball", "box"],
                    help="step bound of the planner AND the safety layer: L2 ball (default) or per-axis box of "
-                        "--max-step (a box step reaches sqrt(3) x --max-step)")
+                        "--max-step (a box step reaches sqrt(3) x --max-step; the default with --task, as the "
+                        "manipulation data's moves)")
     c.add_argument("--plan-gripper", action="store_true", help="plan the gripper too (default: hold it)")
     c.add_argument("--seed", type=int, default=0)
     s = p.add_argument_group("safety and timing")
@@ -202,6 +203,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give --goal IMAGE [IMAGE ...], (with --sim) --goal-offset DX DY DZ, or (with --sim) --task NAME")
     if args.goal_offset is not None and not args.sim:
         p.error("--goal-offset needs --sim (it renders the goal in the simulator)")
+    if args.bound is None:
+        args.bound = "box" if args.task else "ball"
     args.max_steps_given = args.max_steps is not None
     if args.max_steps is None:
         args.max_steps = 10

@@ -23,7 +23,7 @@ the best so far for 2 steps in a row (a plateau), never past the last one.
 
 Methods (`--method NAME[=SPEC]`): `NAME=FILE.safetensors` a world model (encoder + AC predictor) planned on with
 latent CEM over xyz + gripper (7-D actions, rotation held); `random-model` the first model's architecture with
-random weights; `random-actions` a uniform step in the ball and a random gripper change; `oracle` the scripted
+random weights; `random-actions` a uniform step in the box and a random gripper change; `oracle` the scripted
 plan on the true state (robot/tasks.py); `NAME=bc:FILE` a goal-image-conditioned behaviour-cloning policy
 (vjepa_fast.train.bc, `vjepa-fast train-bc`), one forward per step.
 
@@ -118,7 +118,7 @@ class ModelPolicy:
         self.wm = wm
         self.planner = CEMPlanner(wm, PlannerConfig(num_samples=cfg.samples, topk=cfg.topk,
                                                     iterations=cfg.iterations, horizon=1, max_norm=cfg.max_step,
-                                                    bound="ball", gripper="plan", gripper_step=1.0, seed=seed))
+                                                    bound="box", gripper="plan", gripper_step=1.0, seed=seed))
         self.warm = None
 
     def act(self, z_obs: Any, state: np.ndarray, z_goal: Any) -> np.ndarray:
@@ -134,13 +134,13 @@ class ModelPolicy:
 
 
 class RandomPolicy:
+    """A uniform step in the box of max_step per axis and a uniform gripper change in [-1, 1]."""
+
     def __init__(self, max_step: float, seed: int) -> None:
         self.rng, self.max_step = np.random.default_rng(seed), max_step
 
     def act(self, z_obs: Any, state: np.ndarray, z_goal: Any) -> np.ndarray:
-        d = self.rng.normal(size=3)
-        d = d / np.linalg.norm(d) * self.max_step * self.rng.uniform() ** (1 / 3)
-        return np.r_[d, 0.0, 0.0, 0.0, self.rng.uniform(-1.0, 1.0)]
+        return np.r_[self.rng.uniform(-self.max_step, self.max_step, 3), 0.0, 0.0, 0.0, self.rng.uniform(-1.0, 1.0)]
 
 
 class OraclePolicy:
@@ -189,13 +189,20 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
 
 
 def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: Any, wm: Any, cfg: TaskEvalConfig,
-              strip_path: Path | None = None) -> TaskTrial:
-    """One closed-loop episode of `inst` with the method's policy; the arm and goal_arm are reset here."""
+              strip_path: Path | None = None, goal_cache: dict | None = None) -> TaskTrial:
+    """One closed-loop episode of `inst` with the method's policy; the arm and goal_arm are reset here.
+    goal_cache: {(task, seed): (sub-goal frames, oracle info)} shared by the methods of one evaluation."""
     import torch
 
     from robot.tasks import go_ready, goal_frames, success
 
-    goals, oracle = goal_frames(inst, goal_arm)
+    key = (inst.task, inst.seed)
+    if goal_cache is not None and key in goal_cache:
+        goals, oracle = goal_cache[key]
+    else:
+        goals, oracle = goal_frames(inst, goal_arm)
+        if goal_cache is not None:
+            goal_cache[key] = (goals, oracle)
     arm.reset(inst.layout)
     go_ready(arm)
     policy = policy_factory(arm, inst)
@@ -279,6 +286,7 @@ def evaluate(methods: dict[str, str | None], cfg: TaskEvalConfig, out_dir: str |
                    desc=f"sim-eval {cfg.task}", unit="trial")
     try:
         encoder_wm = load_model(files[0]) if files else None
+        goal_cache: dict = {}
         for method, spec in methods.items():
             pending = [i for m, i in todo if m == method]
             if not pending:
@@ -310,7 +318,8 @@ def evaluate(methods: dict[str, str | None], cfg: TaskEvalConfig, out_dir: str |
                     def factory(a: Any, t: Any, _bc: Any = bc) -> Any:
                         return _bc
                 trial = run_trial(arm, goal_arm, inst, method, factory, wm, cfg,
-                                  strip_path=out / "trials" / method / f"{cfg.task}_{i:03d}.png")
+                                  strip_path=out / "trials" / method / f"{cfg.task}_{i:03d}.png",
+                                  goal_cache=goal_cache)
                 trial.index = i
                 done.append(trial)
                 with open(log, "a", encoding="utf-8") as f:
