@@ -4,7 +4,7 @@ free, the hand planned, frames from the camera process's renderer.
 
     python robot/generate_physics.py --out data/manip --episodes 2500 --steps 20 --workers 2
 
-Each episode draws a layout (seed (seed, index); robot/tasks.py keeps evaluation seeds apart), puts the hand
+Each episode draws a layout (key (seed, index); robot/tasks.py draws evaluation layouts from another stream), puts the hand
 open at a random start near READY (unrecorded), then records `steps` actions, a frame + 7-D state after each
 (steps + 1 frames; the gripper as DROID's, 0 open .. 1 closed, read from the fingers). What the actions are
 (`--mix`, default 0.3/0.2/0.3/0.2):
@@ -41,7 +41,7 @@ import numpy as np
 from robot.collect import publish_episode
 from robot.generate import run_episodes
 from robot.sim import CAMERAS, check_camera
-from robot.tasks import CUBE, READY, REGION, TASK_SEED_BASE, scripted_plan, split_move
+from robot.tasks import CUBE, READY, REGION, scripted_plan, split_move
 
 _LOG = logging.getLogger("generate_physics")
 KINDS = ("grasp", "push", "pick_place", "explore")
@@ -73,8 +73,8 @@ class PhysicsGenConfig:
             raise ValueError(f"noise must be in [0, 0.05] m, got {self.noise}")
         if not 0 < self.max_delta <= 0.1:
             raise ValueError(f"max_delta must be in (0, 0.1] m, got {self.max_delta}")
-        if not 0 <= self.seed < TASK_SEED_BASE:
-            raise ValueError(f"seed must be in [0, {TASK_SEED_BASE}) (higher seeds are evaluation layouts)")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         check_camera(self.camera)
         if not 16 <= self.size <= 1024:
             raise ValueError(f"size must be in [16, 1024] px, got {self.size}")

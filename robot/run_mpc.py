@@ -124,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "simulator, its sub-goal images rendered by the scripted oracle, the gripper planned and "
                         "commanded open/closed, sub-goals switched by step budget or plateau; prints success")
     g.add_argument("--task-seed", type=int, default=None,
-                   help="layout seed of --task (default 1000000, the first evaluation layout)")
+                   help="layout seed of --task (default 0: sim-eval's first layout; any seed >= 0 is an evaluation layout, never a training one)")
     m = p.add_argument_group("world model")
     m.add_argument("--encoder", help="encoder checkpoint (our .safetensors or Meta's .pt)")
     m.add_argument("--predictor", help="AC predictor checkpoint (Meta's vjepa2-ac-*.pt or our .safetensors)")
@@ -275,9 +275,9 @@ def _prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
     from robot.camera import save_png
     from robot.physics import PhysicsArm, manipulation_safety
     from robot.task_eval import DEFAULT_STEPS, DEFAULT_SUBGOAL_STEPS
-    from robot.tasks import TASK_SEED_BASE, draw_task, goal_frames
+    from robot.tasks import draw_task, goal_frames
 
-    inst = draw_task(args.task, TASK_SEED_BASE if args.task_seed is None else args.task_seed)
+    inst = draw_task(args.task, 0 if args.task_seed is None else args.task_seed)
     with PhysicsArm(args.sim_camera, 256) as arm:
         goals, oracle = goal_frames(inst, arm)
     for k, frame in enumerate(goals):

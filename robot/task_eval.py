@@ -2,7 +2,7 @@
 """Closed-loop manipulation on the simulator: grasp, push, pick-and-place with image sub-goals, each method on
 the same unseen layouts. `vjepa-fast sim-eval --task {grasp,push,pick_place}` lands here (reach: robot/sim_eval.py).
 
-    vjepa-fast sim-eval --task pick_place --goals 20 --seed 1000000 --out runs/eval_pick_place \\
+    vjepa-fast sim-eval --task pick_place --goals 20 --seed 0 --out runs/eval_pick_place \\
         --method ours=robot/assets/sim_manip_world_model.safetensors --method random-model \\
         --method random-actions --method oracle --method bc=runs/bc/policy.safetensors
 
@@ -10,8 +10,8 @@ The physics runs in-process (robot/physics.py: franky-sim's MuJoCo scene and con
 protocol, as robot/generate_physics.py recorded the training data); `python robot/run_mpc.py --sim --task
 pick_place` runs the same episode through the real libfranka protocol, the 1 kHz loop and the gripper process.
 
-Per trial: layout i is `robot.tasks.draw_task(task, seed + i)` (seeds >= TASK_SEED_BASE: never a training
-layout); the sub-goal images come from the scripted oracle on a private copy of the scene (robot/tasks.py);
+Per trial: layout i is `robot.tasks.draw_task(task, seed + i)` (the evaluation stream: never a training
+layout, whatever the seed); the sub-goal images come from the scripted oracle on a private copy of the scene (robot/tasks.py);
 the arm starts at rest at READY with the hand open; then up to `max_steps` actions. Each step: frame -> the
 method's action (dxyz in the 5 cm ball, gripper delta) -> the safety clamp (workspace, step bound) -> the hand
 closes when the planned gripper change is > +0.1, opens when < -0.1, else stays -> the arm moves and comes to
@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 
 import numpy as np
 
-from robot.tasks import SUBGOAL_PHASES, TASK_SEED_BASE, TASKS, check_task
+from robot.tasks import SUBGOAL_PHASES, TASKS, check_task
 
 _LOG = logging.getLogger("task_eval")
 BASELINES = ("random-model", "random-actions", "oracle")
@@ -62,7 +62,7 @@ DEFAULT_SUBGOAL_STEPS = {"grasp": (6, 2, 4), "push": (6, 6), "pick_place": (6, 2
 class TaskEvalConfig:
     task: str = "grasp"
     goals: int = 20
-    seed: int = TASK_SEED_BASE
+    seed: int = 0
     max_steps: int = 0  # 0: DEFAULT_STEPS[task]
     subgoal_steps: tuple[int, ...] = ()  # () = DEFAULT_SUBGOAL_STEPS[task]
     samples: int = 64
@@ -76,9 +76,8 @@ class TaskEvalConfig:
         check_task(self.task)
         if self.goals < 1:
             raise ValueError(f"goals must be >= 1, got {self.goals}")
-        if self.seed < TASK_SEED_BASE:
-            raise ValueError(f"seed must be >= {TASK_SEED_BASE}: lower seeds are training layouts "
-                             "(robot/generate_physics.py)")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_steps < 0 or any(s < 1 for s in self.subgoal_steps):
             raise ValueError("max_steps must be >= 0 and every subgoal step budget >= 1")
         if self.subgoal_steps and len(self.subgoal_steps) != len(SUBGOAL_PHASES[self.task]):
@@ -389,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(BASELINES)}; repeat for several")
     p.add_argument("--out", default="", help="output folder (default runs/sim_eval_TASK; resumes its trials)")
     p.add_argument("--goals", type=int, default=d.goals, help="layouts")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"layout i is drawn from seed + i (>= {TASK_SEED_BASE})")
+    p.add_argument("--seed", type=int, default=d.seed, help="layout i is robot.tasks.draw_task(task, seed + i), from the evaluation stream: any seed >= 0 gives layouts never used for training")
     p.add_argument("--max-steps", type=int, default=0, help="actions per trial (default: per task, "
                    f"{DEFAULT_STEPS})")
     p.add_argument("--subgoal-steps", type=int, nargs="*", default=[],

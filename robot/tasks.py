@@ -17,8 +17,9 @@ Sub-goal images (rendered by running the scripted oracle on a private copy of th
 (Open-hand pre-grasp images come first so that a one-step planner does not close the hand on its way down.)
 Layouts: the red cube's start in the task region, the other two objects placed around it (never closer than
 9 cm); push targets 6-12 cm from the start, pick-and-place targets 10-20 cm away, all inside the region.
-Training episodes draw from seeds < TASK_SEED_BASE (robot/generate_physics.py); evaluation seeds start there, so
-evaluated layouts are never ones used for training.
+Evaluation layouts come from their own random stream, keyed (seed, task, EVAL_STREAM); training episodes
+(robot/generate_physics.py) draw from (seed, index) keys without it, so whatever the seed, no evaluated layout is
+a training one: `sim-eval --task T --seed S` accepts any S >= 0.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from robot.physics import OBJECT_HALF, TABLE_TOP, Layout, PhysicsArm
 
 TASKS = ("grasp", "push", "pick_place")
-TASK_SEED_BASE = 1_000_000  # evaluation layouts: seeds >= this; training episodes: below
+EVAL_STREAM = 0xE7A1  # third word of every evaluation layout's key: a stream training never draws from
 CUBE = "red_cube"
 REGION = ((0.44, 0.64), (-0.16, 0.16))  # where the cube starts and targets lie (x, y), m
 READY = np.array([0.50, 0.0, 0.25])  # where episodes and tasks start: the hand 20 cm above the table
@@ -64,7 +65,9 @@ def check_task(task: str) -> str:
 def draw_task(task: str, seed: int) -> TaskInstance:
     """The task instance of `seed` (deterministic): layout and target."""
     check_task(task)
-    rng = np.random.default_rng([seed, TASKS.index(task)])
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    rng = np.random.default_rng([seed, TASKS.index(task), EVAL_STREAM])
     (xl, xh), (yl, yh) = REGION
     for _ in range(1000):
         cube = rng.uniform([xl, yl], [xh, yh])
