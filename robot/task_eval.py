@@ -28,7 +28,8 @@ plan on the true state (robot/tasks.py); `NAME=bc:FILE` a goal-image-conditioned
 (vjepa_fast.train.bc, `vjepa-fast train-bc`), one forward per step.
 
 Outputs in --out: trials.jsonl (resumable), sim_eval.md, sim_eval.json ({"config", "summary": rows of method,
-success, trials, success_rate, plan_s_per_step}), sim_eval.png, and per trial a frame strip PNG under
+success, trials, success_rate, plan_s_per_step: the mean seconds from frame to action, the frame's encoding
+included}), sim_eval.png, and per trial a frame strip PNG under
 trials/METHOD/.
 """
 
@@ -214,6 +215,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
     for _ in range(cfg.steps):
         frame, state = frames[-1], arm.state()
         z_obs = z_goal = None
+        t0 = time.perf_counter()  # planning time per step: the frame's encoding included
         if wm is not None:
             with torch.inference_mode():
                 z_obs = wm.encode_image_files([frame])
@@ -222,7 +224,6 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
             z_goal = z_goals[k : k + 1]
             dists.append(d[k])
             sub_at.append(k)
-        t0 = time.perf_counter()
         action = np.asarray(policy.act(z_obs, state, z_goal), dtype=np.float64)
         plan_s.append(time.perf_counter() - t0)
         target, _ = arm.target_for(np.r_[action[:3], 0.0, 0.0, 0.0, 0.0])
