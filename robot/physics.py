@@ -33,6 +33,15 @@ import numpy as np
 from robot.sim import DEFAULT_CAMERA, OBJECTS, check_camera
 
 _LOG = logging.getLogger(__name__)
+
+try:  # np.linalg.inv's own LAPACK gufunc without its per-call errstate set-up (the same bits, ~3x less overhead);
+    # the damped matrix it inverts is never singular
+    from numpy.linalg._umath_linalg import inv as _gufunc_inv
+
+    def _inv(a: np.ndarray) -> np.ndarray:
+        return _gufunc_inv(a, signature="d->d")
+except ImportError:  # pragma: no cover - a numpy without the private module
+    _inv = np.linalg.inv
 GRIPPER_WIDTH_OPEN = 0.08  # m: gripper state 0 = open (this width), 1 = closed (robot/safety.py's convention)
 HAND_SPEED = 0.05  # m/s: the gripper process's move speed (robot/gripper.py) and franky-sim's hand limit
 HAND_FORCE = 70.0  # N: what franky-sim's gripper server applies for `move`
@@ -286,10 +295,10 @@ class PhysicsArm:
             pin.forwardKinematics(model, pdata, target_q)
             pin.updateFramePlacement(model, pdata, self._tcp)
             err = pin.log6(pdata.oMf[self._tcp].inverse() * target).vector
-            if np.linalg.norm(err) < 1e-4:
+            if math.sqrt(err.dot(err)) < 1e-4:  # np.linalg.norm's own sum for a vector: the same bits
                 break
             jac = pin.computeFrameJacobian(model, pdata, target_q, self._tcp, pin.ReferenceFrame.LOCAL)
-            target_q = pin.integrate(model, target_q, jac.T @ np.linalg.inv(jac @ jac.T + self._damp) @ err)
+            target_q = pin.integrate(model, target_q, jac.T @ _inv(jac @ jac.T + self._damp) @ err)
         self.q_d = target_q
         pin.computeAllTerms(model, pdata, q, dq)
         tau = r.kp * (target_q - q) - r.kv * dq + (pdata.nle - pdata.g)
