@@ -109,6 +109,10 @@ class VideoEncoder(nn.Module):
             raise ValueError(f"video frame count T = {t} is not divisible by tubelet_size = {cfg.tubelet_size}")
         if h % cfg.patch_size or w % cfg.patch_size:
             raise ValueError(f"video H x W = {h} x {w} is not divisible by patch_size = {cfg.patch_size}")
+        if cfg.rope_interp and (h < 2 * cfg.patch_size or w < 2 * cfg.patch_size):
+            raise ValueError(f"video H x W = {h} x {w} is under 2 x 2 patches: the interpolated RoPE "
+                             "(interpolate_rope) rescales by (Hp - 1) and (Wp - 1), which the reference divides by "
+                             "zero")
         if not video.is_floating_point():
             raise TypeError(f"video must be a float tensor (normalised pixels), got {video.dtype}")
         return video
