@@ -169,6 +169,38 @@ def test_v21_training_forward_matches_reference(v21_fixtures_dir: Path, v21_io, 
     assert abs(total.item() - io[f"loss_{'img_wd' if image else 'wd'}"].item()) <= V21_LOSS_TOL
 
 
+def test_v21_objective_switch_and_image_batches(clips_dir: Path, tmp_path: Path) -> None:
+    """objective = "vjepa2_1" builds 2.1 models, ramps lambda by step, and an image batch trains the image
+    path (its patch embedding gets a gradient only from image batches)."""
+    from vjepa_fast.masks import MultiBlockMaskGenerator
+
+    with pytest.raises(ValueError, match="objective must be one of"):
+        PretrainConfig.tiny_cpu(objective="vjepa3")
+    with pytest.raises(ValueError, match="with objective 'vjepa2_1', got 'small'"):
+        PretrainConfig.tiny_cpu(objective="vjepa2_1", model="small")
+    cfg = load_pretrain_config(preset="v21_tiny_cpu", overrides=_overrides(clips_dir, tmp_path, **{
+        "global_batch_size": 2, "v21.lambda_progressive": "true", "v21.lambda_start": 2, "v21.lambda_end": 4}))
+    trainer = Pretrainer(cfg)
+    assert trainer.encoder.config == EncoderConfig.vjepa2_1_tiny()
+    assert trainer.predictor.config == PredictorConfig.vjepa2_1_tiny()
+    torch.manual_seed(0)
+    video, image = torch.randn(2, 3, 4, 64, 64), torch.randn(2, 3, 1, 64, 64)
+    vid_pairs = [(p.context, p.target) for p in MultiBlockMaskGenerator((2, 4, 4), seed=0)(2)]
+    img_pairs = [(p.context, p.target) for p in MultiBlockMaskGenerator((1, 4, 4), seed=1)(2)]
+    lams = []
+    for step in (0, 3, 5):
+        trainer.step = step
+        lams.append(trainer._v21_kwargs(video)["context_weight"])
+    assert lams == [0.0, pytest.approx(0.25), 0.5]
+    w_img = trainer.encoder.patch_embed_img.proj.weight.detach().clone()
+    trainer.step = 5
+    stats = trainer.train_step([(video, vid_pairs)], 1e-3)
+    assert torch.isfinite(stats).all()
+    assert torch.equal(trainer.encoder.patch_embed_img.proj.weight, w_img)  # no image batch, no gradient
+    trainer.train_step([(video, vid_pairs)], 1e-3, image_batches=[(image, img_pairs)])
+    assert not torch.equal(trainer.encoder.patch_embed_img.proj.weight, w_img)
+
+
 # --------------------------------------------------------------------------------------------- config
 def test_presets_and_overrides(tmp_path: Path) -> None:
     cfg = PretrainConfig.vit_giant()
