@@ -319,7 +319,8 @@ class PredictorConfig(_ConfigBase):
         self._check_heads("PredictorConfig", "predictor_embed_dim", self.predictor_embed_dim, self.num_heads)
         _check_version("PredictorConfig", self.version)
         if self.out_embed_dim is not None and (not isinstance(self.out_embed_dim, int) or self.out_embed_dim < 1):
-            raise ValueError(f"PredictorConfig.out_embed_dim must be None or a positive int, got {self.out_embed_dim!r}")
+            raise ValueError("PredictorConfig.out_embed_dim must be None or a positive int, "
+                             f"got {self.out_embed_dim!r}")
         if self.version == VJEPA2:
             if self.num_levels != 1 or self.out_embed_dim is not None or self.interpolate_rope:
                 raise ValueError("PredictorConfig.num_levels / out_embed_dim / interpolate_rope are V-JEPA 2.1 "

@@ -3,12 +3,12 @@
     out = softmax(rope(q) rope(k)^T * scale [+ block-causal mask]) v, per sample and head,
 
 with V-JEPA 2's 3D RoPE computed from integer position codes (see `position_codes`), or V-JEPA 2.1's
-(`rope_style="interleaved"`, with `rope_interp` rescaling rows and columns as its encoder does). The tokens of all samples
-are packed one after another ([T, H, hd], sample b at `cu_seqlens[b]:cu_seqlens[b+1]`), so samples keep their
-own lengths. Backends: "triton" (kernels/attention.py: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1)
-and "reference" (the same maths in PyTorch: per sample, `apply_rope` + SDPA with a boolean block-causal mask).
-"auto" picks Triton wherever it can run. The op has autograd (the backward is a second op) and fake kernels,
-so it works under torch.compile(fullgraph=True).
+(`rope_style="interleaved"`, with `rope_interp` rescaling rows and columns as its encoder does). The tokens
+of all samples are packed one after another ([T, H, hd], sample b at `cu_seqlens[b]:cu_seqlens[b+1]`), so
+samples keep their own lengths. Backends: "triton" (kernels/attention.py: CUDA tensors, or CPU tensors
+under TRITON_INTERPRET=1) and "reference" (the same maths in PyTorch: per sample, `apply_rope` + SDPA with a
+boolean block-causal mask). "auto" picks Triton wherever it can run. The op has autograd (the backward is a
+second op) and fake kernels, so it works under torch.compile(fullgraph=True).
 """
 
 from __future__ import annotations
