@@ -295,27 +295,29 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, POS_Q, POS_K, CU_Q, CU_K, SEQUSE
 # ----------------------------------------------------------------------------------------------------------
 # Host side
 
-_TABLES: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def rope_table(grid: tuple[int, int, int], head_dim: int, block_d: int, device: torch.device
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_table(grid: tuple[int, int, int], head_dim: int, block_d: int, device: torch.device,
+               style: str = "tiled", interp: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Full-head cos and signed sin [T*Hp*Wp + T, block_d] fp32, one row per position code.
 
     Rows 0..T*Hp*Wp-1: grid positions (t/h/w rotation); then T rows for time-only tokens (t rotation only).
     Values come from `vjepa_fast.models.rope.rope_tables`, the reference path's own tables, so the kernels
     rotate with exactly its numbers. sin is stored as -sin on even dims (rot = x*cos + x[j^1]*sin');
-    columns past head_dim hold cos 1, sin 0.
+    columns past head_dim hold cos 1, sin 0. style / interp: the RoPE variant ("tiled" for V-JEPA 2,
+    "interleaved" for 2.1) and 2.1's row/column rescaling (`rope_positions`): only the table changes, the
+    kernels apply `x * cos + x[j^1] * sin'` either way.
     """
-    key = (tuple(grid), head_dim, block_d, str(device))
+    key = (tuple(grid), head_dim, block_d, str(device), style, interp)
     hit = _TABLES.get(key)
     if hit is None:
-        from vjepa_fast.models.rope import grid_positions, rope_tables
+        from vjepa_fast.models.rope import rope_positions, rope_tables
 
         t_n, hp, wp = grid
-        t, h, w = grid_positions(torch.arange(t_n * hp * wp, device=device), (hp, wp))
-        cos_g, sin_g = rope_tables(t, h, w, head_dim)
-        cos_t, sin_t = rope_tables(torch.arange(t_n, device=device), None, None, head_dim)
+        t, h, w = rope_positions(torch.arange(t_n * hp * wp, device=device), (hp, wp), interp)
+        cos_g, sin_g = rope_tables(t, h, w, head_dim, style)
+        cos_t, sin_t = rope_tables(torch.arange(t_n, device=device), None, None, head_dim, style)
         cos = torch.ones(cos_g.shape[0] + t_n, block_d, device=device)
         sin = torch.zeros_like(cos)
         cos[:, :head_dim] = torch.cat([cos_g, cos_t])
@@ -359,25 +361,26 @@ def _blocks(head_dim: int, backward: bool, fp32: bool = False) -> tuple[int, int
     return (128, 64, 8, 3) if head_dim <= 64 else (64, 32, 8, 2)
 
 
-def _common(q: torch.Tensor, grid: tuple[int, int, int]):
+def _common(q: torch.Tensor, grid: tuple[int, int, int], style: str = "tiled", interp: int = 0):
     head_dim = q.shape[-1]
     block_d = max(16, triton.next_power_of_2(head_dim))
-    cos, sin = rope_table(grid, head_dim, block_d, q.device)
+    cos, sin = rope_table(grid, head_dim, block_d, q.device, style, interp)
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     n_grid = grid[0] * grid[1] * grid[2]
     return head_dim, n_grid, cos.shape[0], cos, sin, block_d, precision
 
 
 def rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q: int, grid: tuple[int, int, int],
-                       scale: float, step_len: int, seqused_k: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       scale: float, step_len: int, seqused_k: torch.Tensor | None = None,
+                       rope_style: str = "tiled", rope_interp: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward. q: [Tq, H, hd], k, v: [Tk, H, hd] (last dim contiguous); pos_*: int32 codes; cu_*: int32 [B+1];
     seqused_k: optional int32 [B], the number of valid keys from each cu_k[b] (a KV-cache buffer).
+    rope_style, rope_interp: the RoPE variant and 2.1's position rescaling (see `rope_table`).
 
     Returns out [Tq, H, hd] (q's dtype, contiguous) and the base-2 log-sum-exp [Tq, H] fp32.
     """
     tq, heads, _ = q.shape
-    head_dim, n_grid, n_rows, cos, sin, block_d, precision = _common(q, grid)
+    head_dim, n_grid, n_rows, cos, sin, block_d, precision = _common(q, grid, rope_style, rope_interp)
     out = torch.empty((tq, heads, head_dim), dtype=q.dtype, device=q.device)
     lse = torch.empty((tq, heads), dtype=torch.float32, device=q.device)
     if tq == 0:
@@ -398,10 +401,11 @@ def rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q: int, grid: tupl
 
 def rope_attention_bwd(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q: int, max_k: int,
                        grid: tuple[int, int, int], scale: float, step_len: int,
-                       seqused_k: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       seqused_k: torch.Tensor | None = None, rope_style: str = "tiled", rope_interp: int = 0
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward of `rope_attention_fwd`: (dq, dk, dv), contiguous, in the inputs' dtype."""
     tq, heads, _ = q.shape
-    head_dim, n_grid, n_rows, cos, sin, block_d, precision = _common(q, grid)
+    head_dim, n_grid, n_rows, cos, sin, block_d, precision = _common(q, grid, rope_style, rope_interp)
     dq = torch.empty((tq, heads, head_dim), dtype=q.dtype, device=q.device)
     # With seqused_k the rows past each sample's valid keys are not visited: they get 0.
     alloc = torch.empty if seqused_k is None else torch.zeros

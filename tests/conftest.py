@@ -48,6 +48,19 @@ def fixtures_dir() -> Path:
     return path
 
 
+V21_FIXTURE_FILES = ("v21_tiny.pt", "v21_tiny_io.pt", "v21_tiny_dist.pt", "v21_keys.json")
+
+
+@pytest.fixture(scope="session")
+def v21_fixtures_dir(fixtures_dir: Path) -> Path:
+    """The V-JEPA 2.1 golden outputs of Meta's 2.1 code: `v2_1/` inside `fixtures_dir` (README there)."""
+    path = fixtures_dir / "v2_1"
+    missing = [f for f in V21_FIXTURE_FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"V-JEPA 2.1 reference fixtures {missing} not found in {path}")
+    return path
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
         return

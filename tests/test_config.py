@@ -29,6 +29,8 @@ EXAMPLES = {
                                                                {"data.sources": ["data/sim_random"]})),
     "pretrain_vitl.toml": (PretrainConfig, apply_overrides(PretrainConfig.vit_large(),
                                                            {"data.sources": ["data/videomix22m.txt"]})),
+    "pretrain_v21_vitl.toml": (PretrainConfig, apply_overrides(PretrainConfig.v21_vit_large(), {
+        "data.sources": ["data/videomix22m.txt"], "v21.image_sources": ["data/images.txt"]})),
     "probe_synthetic_tiny.toml": (ProbeConfig, ProbeConfig.synthetic_tiny()),
     "probe_ssv2_vitg.toml": (ProbeConfig, ProbeConfig.ssv2_vitg()),
     "probe_ek100_vitg.toml": (ProbeConfig, ProbeConfig.ek100_vitg()),

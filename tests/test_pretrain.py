@@ -16,10 +16,18 @@ import torch.nn.functional as F
 
 from vjepa_fast.checkpoints import load_official, load_safetensors
 from vjepa_fast.data.synthetic import write_moving_square_videos
-from vjepa_fast.models import EncoderConfig, PredictorConfig
+from vjepa_fast.models import EncoderConfig, PredictorConfig, configs_from_meta
 from vjepa_fast.train.config import PretrainConfig, apply_overrides, load_pretrain_config, parse_override
 from vjepa_fast.train.metrics import read_metrics
-from vjepa_fast.train.objective import jepa_loss, normalized_targets
+from vjepa_fast.train.objective import (
+    context_distance_weights,
+    context_lambda,
+    hierarchical_targets,
+    jepa21_loss,
+    jepa_loss,
+    normalized_targets,
+    v21_loss_terms,
+)
 from vjepa_fast.train.pretrain import Pretrainer
 from vjepa_fast.train.schedule import warmup_constant_cooldown
 
@@ -81,6 +89,116 @@ def test_targets_are_normalised_without_affine() -> None:
     enc = torch.nn.Identity()
     x = torch.randn(2, 5, 8) * 3 + 1
     torch.testing.assert_close(normalized_targets(enc, x), F.layer_norm(x, (8,), eps=1e-5))
+
+
+# ------------------------------------------------------------------------------- V-JEPA 2.1 objective
+# The training entries of tests/fixtures/v2_1/v21_tiny_io.pt: Meta's app/vjepa_2_1/train.py Step 1, executed
+# unchanged (README there). The losses must be reproduced to 1e-5.
+V21_LOSS_TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def v21_io(v21_fixtures_dir: Path) -> dict:
+    return torch.load(v21_fixtures_dir / "v21_tiny_io.pt", weights_only=True)
+
+
+def _v21_pairs(io: dict, image: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    p = "train_img_" if image else "train_"
+    n = sum(1 for k in io if k.startswith(f"{p}masks_enc_"))
+    return [(io[f"{p}masks_enc_{j}"], io[f"{p}masks_pred_{j}"]) for j in range(n)]
+
+
+def _v21_grid(io: dict) -> tuple[int, int]:
+    g = io["config"]["img_size"][0] // io["config"]["patch_size"]  # Meta reads distances on crop // patch
+    return (g, g)
+
+
+def test_v21_distance_weights(v21_io) -> None:
+    for j, (c, t) in enumerate(_v21_pairs(v21_io)):
+        torch.testing.assert_close(context_distance_weights(c, t, _v21_grid(v21_io)), v21_io[f"train_dist_{j}"],
+                                   atol=1e-6, rtol=1e-6)
+
+
+def test_v21_lambda_schedule(v21_io) -> None:
+    ls = v21_io["config"]["loss_settings"]
+    it = ls["progressive_iter"]
+    step = it["epoch"] * it["ipe"] + it["itr"]
+    assert context_lambda(step, ls["lambda_value_vid"], progressive=True) == v21_io["lambda_step_prog"]
+    assert context_lambda(step, 0.5, progressive=False) == 0.5
+    assert [context_lambda(s, 0.4, progressive=True) for s in (0, 14_999, 15_000, 22_500, 30_000, 10**6)] == \
+        [0.0, 0.0, 0.0, pytest.approx(0.2), 0.4, 0.4]
+
+
+@pytest.mark.parametrize("case", ["wd", "prog", "img_wd"])
+def test_v21_losses_from_recorded_predictions(v21_io, case: str) -> None:
+    """loss_wd / loss_prog / loss_img_wd and their parts from the recorded targets, predictions and masks."""
+    io, ls = v21_io, v21_io["config"]["loss_settings"]
+    image = case == "img_wd"
+    p = "train_img_" if image else "train_"
+    pairs = _v21_pairs(io, image)
+    preds = [(io[f"{p}z_pred_{j}"], io[f"{p}z_context_{j}"]) for j in range(len(pairs))]
+    if case == "prog":
+        it = ls["progressive_iter"]
+        lam = context_lambda(it["epoch"] * it["ipe"] + it["itr"], ls["lambda_value_vid"], progressive=True)
+        weights = None
+    else:
+        lam = ls["lambda_value_img"] if image else io["lambda_step_wd"]
+        weights = [context_distance_weights(c, t, _v21_grid(io)) for c, t in pairs]
+    total, loss_pred, loss_ctx, _ = v21_loss_terms(preds, io[f"{p}h"], pairs, context_weight=lam,
+                                                   distance_weights=weights, loss_exp=ls["loss_exp"])
+    for ours, ref in ((total, f"loss_{case}"), (loss_pred, f"loss_pred_{case}"), (loss_ctx, f"loss_context_{case}")):
+        assert abs(ours.item() - io[ref].item()) <= V21_LOSS_TOL, ref
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("image", [False, True], ids=["video", "image"])
+def test_v21_training_forward_matches_reference(v21_fixtures_dir: Path, v21_io, image: bool) -> None:
+    """The whole Step 1 with our models from the training checkpoint: targets, predictions and the loss."""
+    io = v21_io
+    enc_cfg, pred_cfg = configs_from_meta(io["config"])
+    path = v21_fixtures_dir / "v21_tiny.pt"
+    ctx = load_official(path, encoder_key="encoder", encoder_config=enc_cfg, predictor_config=pred_cfg).eval()
+    tgt = load_official(path, encoder_key="target_encoder", encoder_config=enc_cfg, predictor_config=pred_cfg).eval()
+    clips = io["image" if image else "video"]
+    p = "train_img_" if image else "train_"
+    targets = hierarchical_targets(tgt.encoder, clips)
+    torch.testing.assert_close(targets, io[f"{p}h"], atol=1e-4, rtol=1e-4)
+    lam = io["config"]["loss_settings"]["lambda_value_img"] if image else io["lambda_step_wd"]
+    total, *_ = jepa21_loss(ctx.encoder, ctx.predictor, targets, clips, _v21_pairs(io, image), context_weight=lam,
+                            weight_distance=True, grid_hw=_v21_grid(io), mask_index=0)
+    assert abs(total.item() - io[f"loss_{'img_wd' if image else 'wd'}"].item()) <= V21_LOSS_TOL
+
+
+def test_v21_objective_switch_and_image_batches(clips_dir: Path, tmp_path: Path) -> None:
+    """objective = "vjepa2_1" builds 2.1 models, ramps lambda by step, and an image batch trains the image
+    path (its patch embedding gets a gradient only from image batches)."""
+    from vjepa_fast.masks import MultiBlockMaskGenerator
+
+    with pytest.raises(ValueError, match="objective must be one of"):
+        PretrainConfig.tiny_cpu(objective="vjepa3")
+    with pytest.raises(ValueError, match="with objective 'vjepa2_1', got 'small'"):
+        PretrainConfig.tiny_cpu(objective="vjepa2_1", model="small")
+    cfg = load_pretrain_config(preset="v21_tiny_cpu", overrides=_overrides(clips_dir, tmp_path, **{
+        "global_batch_size": 2, "v21.lambda_progressive": "true", "v21.lambda_start": 2, "v21.lambda_end": 4}))
+    trainer = Pretrainer(cfg)
+    assert trainer.encoder.config == EncoderConfig.vjepa2_1_tiny()
+    assert trainer.predictor.config == PredictorConfig.vjepa2_1_tiny()
+    torch.manual_seed(0)
+    video, image = torch.randn(2, 3, 4, 64, 64), torch.randn(2, 3, 1, 64, 64)
+    vid_pairs = [(p.context, p.target) for p in MultiBlockMaskGenerator((2, 4, 4), seed=0)(2)]
+    img_pairs = [(p.context, p.target) for p in MultiBlockMaskGenerator((1, 4, 4), seed=1)(2)]
+    lams = []
+    for step in (0, 3, 5):
+        trainer.step = step
+        lams.append(trainer._v21_kwargs(video)["context_weight"])
+    assert lams == [0.0, pytest.approx(0.25), 0.5]
+    w_img = trainer.encoder.patch_embed_img.proj.weight.detach().clone()
+    trainer.step = 5
+    stats = trainer.train_step([(video, vid_pairs)], 1e-3)
+    assert torch.isfinite(stats).all()
+    assert torch.equal(trainer.encoder.patch_embed_img.proj.weight, w_img)  # no image batch, no gradient
+    trainer.train_step([(video, vid_pairs)], 1e-3, image_batches=[(image, img_pairs)])
+    assert not torch.equal(trainer.encoder.patch_embed_img.proj.weight, w_img)
 
 
 # --------------------------------------------------------------------------------------------- config

@@ -40,11 +40,16 @@ class OfficialModels:
     """What a checkpoint holds: an encoder and an optional predictor.
 
     kind: "masked" (pretraining predictor), "ac" (action-conditioned predictor) or "encoder" (no predictor).
+    layout: for Meta's files, the layout `load_official` recognised: "vjepa2_pretrain" (encoder /
+        target_encoder / predictor), "vjepa2_ac", "vjepa2_1_train" (2.1 training file: encoder /
+        target_encoder / predictor, the hub's g/G files) or "vjepa2_1_distilled" (the hub's distilled B/L:
+        ema_encoder / predictor); "" for other sources.
     """
 
     encoder: VideoEncoder | None
     predictor: Predictor | None
     kind: str
+    layout: str = ""
 
     def eval(self) -> OfficialModels:
         for m in (self.encoder, self.predictor):

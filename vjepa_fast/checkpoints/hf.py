@@ -4,6 +4,10 @@
 query/key/value and joined back, mask tokens stacked); `hf_config_dict` gives the equivalent `VJEPA2Config`
 fields; `save_hf` / `load_hf` write and read a folder (`config.json` + `model.safetensors`) that
 `transformers.VJEPA2Model.from_pretrained` loads.
+
+V-JEPA 2.1 has no HF transformers counterpart (none in transformers 5.25.0, checked: its `vjepa2` model has
+no taps, image path or interleaved RoPE), so 2.1 models are refused here with an error saying so; use
+`save_safetensors` for them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ _HF_BLOCK = {
 }
 
 
+HF_NO_V21 = ("HF transformers has no V-JEPA 2.1 model (transformers 5.25.0 checked: VJEPA2Model is V-JEPA 2 "
+             "only); save V-JEPA 2.1 models with save_safetensors")
+
+
+def _refuse_v21(config: Any, what: str) -> None:
+    if getattr(config, "is_v21", False):
+        raise ValueError(f"{what} is a V-JEPA 2.1 model: {HF_NO_V21}")
+
+
 def _block_to_hf(
     prefix_ours: str, prefix_hf: str, sd: Mapping[str, torch.Tensor], out: dict[str, torch.Tensor]
 ) -> None:
@@ -55,6 +68,9 @@ def to_hf_state_dict(encoder: VideoEncoder, predictor: MaskedPredictor | None = 
             f"predictor must be a MaskedPredictor (HF VJEPA2Model has no action-conditioned predictor), "
             f"got {type(predictor).__name__}"
         )
+    _refuse_v21(encoder.config, "encoder")
+    if predictor is not None:
+        _refuse_v21(predictor.config, "predictor")
     sd = {k: v.detach() for k, v in encoder.state_dict().items()}
     out: dict[str, torch.Tensor] = {}
     for p in ("weight", "bias"):
@@ -146,6 +162,9 @@ def from_hf_state_dict(
 
 def hf_config_dict(encoder: EncoderConfig, predictor: PredictorConfig | None = None) -> dict[str, Any]:
     """Keyword arguments of an HF `VJEPA2Config` equivalent to our configs (square images only)."""
+    _refuse_v21(encoder, "encoder_config")
+    if predictor is not None:
+        _refuse_v21(predictor, "predictor_config")
     hw = encoder.grid_hw
     if hw[0] != hw[1]:
         raise ValueError(f"HF VJEPA2 needs a square crop; EncoderConfig.img_size is {encoder.img_size}")

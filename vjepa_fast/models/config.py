@@ -15,6 +15,35 @@ _C = TypeVar("_C", bound="_ConfigBase")
 
 # ViT-g's MLP ratio in the reference (48/11 -> hidden 6144 for width 1408).
 GIANT_MLP_RATIO = 48 / 11
+# ViT-G's (V-JEPA 2.1, width 1664): 64/13 -> hidden 8192.
+GIGANTIC_MLP_RATIO = 64 / 13
+
+VJEPA2 = "vjepa2"
+VJEPA2_1 = "vjepa2_1"
+VERSIONS = (VJEPA2, VJEPA2_1)
+
+# V-JEPA 2.1's encoder taps (deep supervision), fixed by depth in the reference; no other depth builds.
+V21_ENCODER_TAPS: dict[int, tuple[int, ...]] = {
+    12: (2, 5, 8, 11), 24: (5, 11, 17, 23), 40: (9, 19, 29, 39), 48: (11, 23, 37, 47)}
+# V-JEPA 2.1's predictor depths (its level table has these only; just the number of levels is used).
+V21_PREDICTOR_DEPTHS = (4, 8, 12, 20, 24, 40)
+V21_LEVELS = 4
+
+
+def _check_version(name: str, version: str) -> None:
+    if version not in VERSIONS:
+        raise ValueError(f"{name}.version must be one of {VERSIONS}, got {version!r}")
+
+
+def rope_pretrained_grid(patch_size: int) -> int:
+    """G of V-JEPA 2.1's `interpolate_rope` (positions rescaled to 0..G): 256 / patch - 1 for patch 16,
+    252 / 14 - 1 for patch 14, the only two patch sizes the reference defines it for."""
+    if patch_size == 16:
+        return 256 // 16 - 1
+    if patch_size == 14:
+        return 252 // 14 - 1
+    raise ValueError(f"interpolate_rope is defined for patch_size 14 or 16 only (the reference's pretraining "
+                     f"grids), got {patch_size}")
 
 
 def _as_hw(img_size: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
@@ -92,7 +121,16 @@ class EncoderConfig(_ConfigBase):
 
     Presets: `vit_large` / `vit_huge` / `vit_giant` (the released V-JEPA 2 encoders, 256 px, 64 frames),
     `vit_giant_384`, and small ones for tests and CPU demos: `tiny` (the reference fixtures' size), `small` and
-    `cpu_small` (the CPU planning preset's encoder).
+    `cpu_small` (the CPU planning preset's encoder). V-JEPA 2.1 (`version="vjepa2_1"`): `vjepa2_1_vit_base_384`,
+    `vjepa2_1_vit_large_384`, `vjepa2_1_vit_giant_384`, `vjepa2_1_vit_gigantic_384` (the released B/L/g/G)
+    and `vjepa2_1_tiny` (the 2.1 fixtures' size).
+
+    V-JEPA 2.1 differs in: four deep-supervision taps (block indices fixed by depth, `taps`), each with its
+    own LayerNorm (`norms_block`, no final `norm`); the standard interleaved RoPE, with rows and columns
+    rescaled to the 256 px pretraining grid when `interpolate_rope` (None: True for 2.1, the hub's setting);
+    a tubelet-1 patch embedding for single images (`image_patch_embed`) and learned image/video embeddings
+    added to every token (`modality_embedding`); `n_output_distillation` taps (4, or 1: the last) in the
+    hierarchical output. Those four fields are V-JEPA 2.1 only.
     """
 
     embed_dim: int
@@ -105,6 +143,11 @@ class EncoderConfig(_ConfigBase):
     tubelet_size: int = 2
     attn_impl: str = "sdpa"
     in_chans: int = 3
+    version: str = VJEPA2
+    interpolate_rope: bool | None = None  # None: the version's own (V-JEPA 2 False, 2.1 True)
+    modality_embedding: bool = True  # V-JEPA 2.1 only
+    image_patch_embed: bool = True  # V-JEPA 2.1 only (the reference's img_temporal_dim_size=1)
+    n_output_distillation: int = V21_LEVELS  # V-JEPA 2.1 only: taps in the hierarchical output, 4 or 1
 
     def __post_init__(self) -> None:
         self._check_common()
@@ -113,10 +156,47 @@ class EncoderConfig(_ConfigBase):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"EncoderConfig.{field} must be a positive int, got {value!r}")
         self._check_heads("EncoderConfig", "embed_dim", self.embed_dim, self.num_heads)
+        _check_version("EncoderConfig", self.version)
+        if self.version == VJEPA2:
+            if self.interpolate_rope:
+                raise ValueError("EncoderConfig.interpolate_rope is a V-JEPA 2.1 feature (version='vjepa2_1')")
+            return
+        if self.depth not in V21_ENCODER_TAPS:
+            raise ValueError(f"EncoderConfig.depth must be one of {sorted(V21_ENCODER_TAPS)} for V-JEPA 2.1 (its "
+                             f"taps are fixed by depth), got {self.depth}")
+        if self.n_output_distillation not in (1, V21_LEVELS):
+            raise ValueError(f"EncoderConfig.n_output_distillation must be 1 or 4, got {self.n_output_distillation!r}")
+        if self.rope_interp:
+            rope_pretrained_grid(self.patch_size)
 
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
+
+    @property
+    def is_v21(self) -> bool:
+        return self.version == VJEPA2_1
+
+    @property
+    def rope_style(self) -> str:
+        """"tiled" (V-JEPA 2's RoPE) or "interleaved" (2.1's)."""
+        return "interleaved" if self.is_v21 else "tiled"
+
+    @property
+    def rope_interp(self) -> int:
+        """G > 0 when h/w RoPE positions are rescaled to a 0..G grid (2.1's interpolate_rope), else 0."""
+        on = self.is_v21 if self.interpolate_rope is None else self.interpolate_rope
+        return rope_pretrained_grid(self.patch_size) if on else 0
+
+    @property
+    def taps(self) -> tuple[int, ...]:
+        """V-JEPA 2.1: the blocks after which `norms_block[k]` is applied (4 of them); V-JEPA 2: ()."""
+        return V21_ENCODER_TAPS[self.depth] if self.is_v21 else ()
+
+    @property
+    def output_taps(self) -> tuple[int, ...]:
+        """The taps concatenated by `VideoEncoder(..., hierarchical=True)`: the last n_output_distillation."""
+        return self.taps[-self.n_output_distillation:] if self.is_v21 else ()
 
     @property
     def mlp_hidden(self) -> int:
@@ -160,6 +240,40 @@ class EncoderConfig(_ConfigBase):
         preset's encoder (SPEC section 6 on the CPU)."""
         return cls(**{"embed_dim": 192, "depth": 4, "num_heads": 3, "img_size": 128, "num_frames": 16, **overrides})
 
+    # ------------------------------------------------------------------------------------ V-JEPA 2.1
+    @classmethod
+    def _v21(cls, **fields: Any) -> EncoderConfig:
+        return cls(**{"img_size": 384, "num_frames": 64, "version": VJEPA2_1, "interpolate_rope": True, **fields})
+
+    @classmethod
+    def vjepa2_1_vit_base_384(cls, **overrides: Any) -> EncoderConfig:
+        """V-JEPA 2.1 ViT-B/16 (distilled from ViT-G): width 768, depth 12, 12 heads, 384 px; 86.8M parameters."""
+        return cls._v21(**{"embed_dim": 768, "depth": 12, "num_heads": 12, **overrides})
+
+    @classmethod
+    def vjepa2_1_vit_large_384(cls, **overrides: Any) -> EncoderConfig:
+        """V-JEPA 2.1 ViT-L/16 (distilled from ViT-G): width 1024, depth 24, 16 heads, 384 px; 304.7M parameters."""
+        return cls._v21(**{"embed_dim": 1024, "depth": 24, "num_heads": 16, **overrides})
+
+    @classmethod
+    def vjepa2_1_vit_giant_384(cls, **overrides: Any) -> EncoderConfig:
+        """V-JEPA 2.1 ViT-g/16: width 1408, depth 40, 22 heads, MLP 6144, 384 px; 1013.3M parameters."""
+        return cls._v21(**{"embed_dim": 1408, "depth": 40, "num_heads": 22, "mlp_ratio": GIANT_MLP_RATIO,
+                           **overrides})
+
+    @classmethod
+    def vjepa2_1_vit_gigantic_384(cls, **overrides: Any) -> EncoderConfig:
+        """V-JEPA 2.1 ViT-G/16: width 1664, depth 48, 26 heads, MLP 8192, 384 px; 1845.2M parameters."""
+        return cls._v21(**{"embed_dim": 1664, "depth": 48, "num_heads": 26, "mlp_ratio": GIGANTIC_MLP_RATIO,
+                           **overrides})
+
+    @classmethod
+    def vjepa2_1_tiny(cls, **overrides: Any) -> EncoderConfig:
+        """The V-JEPA 2.1 fixtures' encoder: width 48, depth 12 (the smallest with taps), 3 heads, 64 px,
+        4 frames."""
+        return cls._v21(**{"embed_dim": 48, "depth": 12, "num_heads": 3, "img_size": 64, "num_frames": 4,
+                           **overrides})
+
 
 @dataclass(frozen=True)
 class PredictorConfig(_ConfigBase):
@@ -167,6 +281,15 @@ class PredictorConfig(_ConfigBase):
 
     `embed_dim` is the encoder width it reads and writes; `img_size`/`patch_size`/`tubelet_size` fix the
     token grid on which the token indices (and so the RoPE positions) are read.
+
+    V-JEPA 2.1 (`version="vjepa2_1"`) reads `num_levels` encoder taps concatenated ([.., num_levels *
+    embed_dim]: input projection Linear(L*D, D) -> GELU -> Linear(D, P) for 4 levels, Linear(D, P) for 1),
+    adds a learned image or video embedding to every token, rotates with the interleaved RoPE on the square
+    grid img_size[0] // patch (no rescaling unless `interpolate_rope`), and writes num_levels * out_dim
+    channels per token (`out_embed_dim`, None: embed_dim; the distilled B/L predictors write the teacher's
+    1664) through `predictor_proj` for targets and, with `context_head`, `predictor_proj_context` for the
+    context tokens. `num_levels`, `out_embed_dim`, `modality_embedding`, `context_head` and
+    `interpolate_rope` are V-JEPA 2.1 only.
     """
 
     embed_dim: int
@@ -180,18 +303,69 @@ class PredictorConfig(_ConfigBase):
     tubelet_size: int = 2
     attn_impl: str = "sdpa"
     mlp_ratio: float = 4.0
+    version: str = VJEPA2
+    num_levels: int = 1  # V-JEPA 2.1: encoder taps read and predicted (4; 1 for the distilled B/L)
+    out_embed_dim: int | None = None  # V-JEPA 2.1: output width per level (None: embed_dim)
+    modality_embedding: bool = True  # V-JEPA 2.1 only
+    context_head: bool = True  # V-JEPA 2.1 only: predictor_proj_context (the reference's return_all_tokens)
+    interpolate_rope: bool = False  # V-JEPA 2.1 only (the hub leaves it off for predictors)
 
     def __post_init__(self) -> None:
         self._check_common()
-        for field in ("embed_dim", "predictor_embed_dim", "depth", "num_mask_tokens"):
+        for field in ("embed_dim", "predictor_embed_dim", "depth", "num_mask_tokens", "num_levels"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"PredictorConfig.{field} must be a positive int, got {value!r}")
         self._check_heads("PredictorConfig", "predictor_embed_dim", self.predictor_embed_dim, self.num_heads)
+        _check_version("PredictorConfig", self.version)
+        if self.out_embed_dim is not None and (not isinstance(self.out_embed_dim, int) or self.out_embed_dim < 1):
+            raise ValueError("PredictorConfig.out_embed_dim must be None or a positive int, "
+                             f"got {self.out_embed_dim!r}")
+        if self.version == VJEPA2:
+            if self.num_levels != 1 or self.out_embed_dim is not None or self.interpolate_rope:
+                raise ValueError("PredictorConfig.num_levels / out_embed_dim / interpolate_rope are V-JEPA 2.1 "
+                                 "features (version='vjepa2_1')")
+            return
+        if self.depth not in V21_PREDICTOR_DEPTHS:
+            raise ValueError(f"PredictorConfig.depth must be one of {V21_PREDICTOR_DEPTHS} for V-JEPA 2.1 (the "
+                             f"reference's level table), got {self.depth}")
+        if self.num_levels > V21_LEVELS:
+            raise ValueError(f"PredictorConfig.num_levels must be in 1..4 for V-JEPA 2.1, got {self.num_levels}")
+        if self.interpolate_rope:
+            rope_pretrained_grid(self.patch_size)
 
     @property
     def head_dim(self) -> int:
         return self.predictor_embed_dim // self.num_heads
+
+    @property
+    def is_v21(self) -> bool:
+        return self.version == VJEPA2_1
+
+    @property
+    def rope_style(self) -> str:
+        return "interleaved" if self.is_v21 else "tiled"
+
+    @property
+    def rope_interp(self) -> int:
+        return rope_pretrained_grid(self.patch_size) if self.interpolate_rope else 0
+
+    @property
+    def in_dim(self) -> int:
+        """Width of the context tokens it reads: num_levels * embed_dim."""
+        return self.num_levels * self.embed_dim
+
+    @property
+    def out_dim(self) -> int:
+        """Width of each prediction: num_levels * (out_embed_dim or embed_dim)."""
+        return self.num_levels * (self.out_embed_dim or self.embed_dim)
+
+    @property
+    def rope_grid_hw(self) -> tuple[int, int]:
+        """The (Hp, Wp) grid token indices are read on: V-JEPA 2.1's predictor uses a square one of
+        img_size[0] // patch (the reference's grid_size), V-JEPA 2's the configured one."""
+        hp, wp = self.grid_hw
+        return (hp, hp) if self.is_v21 else (hp, wp)
 
     @classmethod
     def for_encoder(cls, encoder: EncoderConfig, **overrides: Any) -> PredictorConfig:
@@ -244,6 +418,46 @@ class PredictorConfig(_ConfigBase):
         return cls.for_encoder(
             EncoderConfig.small(), **{"predictor_embed_dim": 192, "depth": 6, "num_heads": 6, **overrides}
         )
+
+    # ------------------------------------------------------------------------------------ V-JEPA 2.1
+    @classmethod
+    def _v21(cls, encoder: EncoderConfig, **fields: Any) -> PredictorConfig:
+        return cls.for_encoder(encoder, **{"version": VJEPA2_1, "num_mask_tokens": 8, **fields})
+
+    @classmethod
+    def vjepa2_1_vit_base_384(cls, **overrides: Any) -> PredictorConfig:
+        """The distilled ViT-B's predictor: 384 wide, 12 deep, one level, ViT-G (1664) outputs; 22.9M."""
+        return cls._v21(EncoderConfig.vjepa2_1_vit_base_384(),
+                        **{"num_levels": 1, "out_embed_dim": 1664, **overrides})
+
+    @classmethod
+    def vjepa2_1_vit_large_384(cls, **overrides: Any) -> PredictorConfig:
+        """The distilled ViT-L's predictor: 384 wide, 12 deep, one level, ViT-G (1664) outputs; 23.0M."""
+        return cls._v21(EncoderConfig.vjepa2_1_vit_large_384(),
+                        **{"num_levels": 1, "out_embed_dim": 1664, **overrides})
+
+    @classmethod
+    def vjepa2_1_vit_giant_384(cls, **overrides: Any) -> PredictorConfig:
+        """ViT-g's 2.1 predictor: 384 wide, 24 deep, 12 heads, 4 levels in and out; 55.4M parameters."""
+        return cls._v21(EncoderConfig.vjepa2_1_vit_giant_384(), **{"depth": 24, "num_levels": 4, **overrides})
+
+    @classmethod
+    def vjepa2_1_vit_gigantic_384(cls, **overrides: Any) -> PredictorConfig:
+        """ViT-G's 2.1 predictor: 384 wide, 24 deep, 12 heads, 4 levels in and out; 59.4M parameters."""
+        return cls._v21(EncoderConfig.vjepa2_1_vit_gigantic_384(), **{"depth": 24, "num_levels": 4, **overrides})
+
+    @classmethod
+    def vjepa2_1_tiny(cls, **overrides: Any) -> PredictorConfig:
+        """The 2.1 fixtures' predictor: 32 wide, 4 deep, 2 heads, 8 mask tokens, 4 levels over the tiny 2.1
+        encoder (48)."""
+        return cls._v21(EncoderConfig.vjepa2_1_tiny(), **{"predictor_embed_dim": 32, "depth": 4, "num_heads": 2,
+                                                          "num_levels": 4, **overrides})
+
+    @classmethod
+    def vjepa2_1_tiny_distilled(cls, **overrides: Any) -> PredictorConfig:
+        """The 2.1 fixtures' distilled-style predictor: as `vjepa2_1_tiny` with one level and 80-wide outputs
+        (the B/L hub form: a single Linear(48, 32) input projection)."""
+        return cls.vjepa2_1_tiny(**{"num_levels": 1, "out_embed_dim": 80, **overrides})
 
 
 @dataclass(frozen=True)

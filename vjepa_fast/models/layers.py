@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vjepa_fast.models.attention import FUSED, attention, check_attention_impl
-from vjepa_fast.models.rope import apply_rope, grid_rope_tables
+from vjepa_fast.models.rope import ROPE_TILED, apply_rope, grid_rope_tables
 
 LAYER_NORM_EPS = 1e-6
 INIT_STD = 0.02
@@ -40,6 +40,8 @@ class Rope:
     key_codes: int32 [B*L] codes of every key when keys include cached steps (block-causal with a cache).
     cu_seqlens, max_seqlen: for packed variable-length samples (x is [1, sum(K_b), D], sample b at
         cu_seqlens[b]:cu_seqlens[b+1]; attn_impl="fused" only). None: every row of x is one sample.
+    style, interp: the RoPE variant the fused kernel rotates with ("tiled": V-JEPA 2, "interleaved": 2.1)
+        and 2.1's row/column rescaling (`vjepa_fast.models.rope.rope_positions`); cos/sin already hold them.
     """
 
     cos: torch.Tensor | None = None
@@ -49,16 +51,21 @@ class Rope:
     key_codes: torch.Tensor | None = None
     cu_seqlens: torch.Tensor | None = None
     max_seqlen: int = 0
+    style: str = ROPE_TILED
+    interp: int = 0
 
 
 def grid_rope(fused: bool, indices: torch.Tensor, grid_thw: tuple[int, int, int], head_dim: int,
-              batch: int = 1) -> Rope:
-    """Rope for tokens at flat grid indices: [N] shared by `batch` samples, or [B, N] per sample."""
+              batch: int = 1, style: str = ROPE_TILED, interp: int = 0) -> Rope:
+    """Rope for tokens at flat grid indices: [N] shared by `batch` samples, or [B, N] per sample.
+
+    style, interp: see `Rope` (V-JEPA 2.1 models pass "interleaved" and, in the encoder, G = 15).
+    """
     if fused:
         codes = indices.to(torch.int32)
         codes = codes.repeat(batch) if indices.dim() == 1 else codes.flatten()
-        return Rope(codes=codes.contiguous(), grid=grid_thw)
-    cos, sin = grid_rope_tables(indices, grid_thw[1:], head_dim)
+        return Rope(codes=codes.contiguous(), grid=grid_thw, style=style, interp=interp)
+    cos, sin = grid_rope_tables(indices, grid_thw[1:], head_dim, style, interp)
     if indices.dim() == 2:
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # broadcast over heads
     return Rope(cos, sin)
@@ -119,7 +126,7 @@ class Attention(nn.Module):
                 raise ValueError("packed variable-length samples take x of shape [1, T, D], no cache, no steps")
             out = rope_attention(q[0], k[0], v[0], rope.codes, rope.codes, rope.cu_seqlens, rope.cu_seqlens,
                                  max_seqlen_q=rope.max_seqlen, max_seqlen_k=rope.max_seqlen, grid=rope.grid,
-                                 validate=_validate(x))
+                                 validate=_validate(x), rope_style=rope.style, rope_interp=rope.interp)
             return self.proj(out.view(1, n, h * hd)), LayerKV(k, v, packed=True)
         key_codes = rope.codes if rope.key_codes is None else rope.key_codes
         if key_codes.numel() != b * n_k or rope.codes.numel() != b * n:
@@ -128,7 +135,8 @@ class Attention(nn.Module):
         out = rope_attention(
             q.reshape(b * n, h, hd), k.reshape(b * n_k, h, hd), v.reshape(b * n_k, h, hd),
             rope.codes, key_codes, uniform_cu_seqlens(b, n, x.device), uniform_cu_seqlens(b, n_k, x.device),
-            max_seqlen_q=n, max_seqlen_k=n_k, grid=rope.grid, step_len=step_len, validate=_validate(x))
+            max_seqlen_q=n, max_seqlen_k=n_k, grid=rope.grid, step_len=step_len, validate=_validate(x),
+            rope_style=rope.style, rope_interp=rope.interp)
         return self.proj(out.view(b, n, h * hd)), LayerKV(k, v, packed=True)
 
     def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:

@@ -2,12 +2,13 @@
 
     out = softmax(rope(q) rope(k)^T * scale [+ block-causal mask]) v, per sample and head,
 
-with V-JEPA 2's 3D RoPE computed from integer position codes (see `position_codes`). The tokens of all samples
-are packed one after another ([T, H, hd], sample b at `cu_seqlens[b]:cu_seqlens[b+1]`), so samples keep their
-own lengths. Backends: "triton" (kernels/attention.py: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1)
-and "reference" (the same maths in PyTorch: per sample, `apply_rope` + SDPA with a boolean block-causal mask).
-"auto" picks Triton wherever it can run. The op has autograd (the backward is a second op) and fake kernels,
-so it works under torch.compile(fullgraph=True).
+with V-JEPA 2's 3D RoPE computed from integer position codes (see `position_codes`), or V-JEPA 2.1's
+(`rope_style="interleaved"`, with `rope_interp` rescaling rows and columns as its encoder does). The tokens
+of all samples are packed one after another ([T, H, hd], sample b at `cu_seqlens[b]:cu_seqlens[b+1]`), so
+samples keep their own lengths. Backends: "triton" (kernels/attention.py: CUDA tensors, or CPU tensors
+under TRITON_INTERPRET=1) and "reference" (the same maths in PyTorch: per sample, `apply_rope` + SDPA with a
+boolean block-causal mask). "auto" picks Triton wherever it can run. The op has autograd (the backward is a
+second op) and fake kernels, so it works under torch.compile(fullgraph=True).
 """
 
 from __future__ import annotations
@@ -53,15 +54,16 @@ def time_only_codes(steps: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------
 # Reference backend: the model's own maths (apply_rope, SDPA), one sample at a time.
 
-def _tables_from_codes(codes: torch.Tensor, grid: Sequence[int], head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from vjepa_fast.models.rope import grid_positions, rope_tables
+def _tables_from_codes(codes: torch.Tensor, grid: Sequence[int], head_dim: int, style: str = "tiled",
+                       interp: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    from vjepa_fast.models.rope import rope_positions, rope_tables
 
     codes = codes.long()
     on_grid = codes >= 0
-    t, h, w = grid_positions(codes.clamp(min=0), (grid[1], grid[2]))
+    t, h, w = rope_positions(codes.clamp(min=0), (grid[1], grid[2]), interp)
     t = torch.where(on_grid, t, -codes - 1)
-    cos_g, sin_g = rope_tables(t, h, w, head_dim)
-    cos_t, sin_t = rope_tables(t, None, None, head_dim)
+    cos_g, sin_g = rope_tables(t, h, w, head_dim, style)
+    cos_t, sin_t = rope_tables(t, None, None, head_dim, style)
     return torch.where(on_grid[:, None], cos_g, cos_t), torch.where(on_grid[:, None], sin_g, sin_t)
 
 
@@ -79,7 +81,8 @@ def _key_ranges(cu_k: torch.Tensor, seqused_k: torch.Tensor | None) -> list[tupl
 
 
 def reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[int], scale: float,
-                             step_len: int, seqused_k: torch.Tensor | None = None) -> torch.Tensor:
+                             step_len: int, seqused_k: torch.Tensor | None = None, rope_style: str = "tiled",
+                             rope_interp: int = 0) -> torch.Tensor:
     """The op's maths in PyTorch (differentiable): out [Tq, H, hd] in q's dtype."""
     from vjepa_fast.models.rope import apply_rope
 
@@ -90,8 +93,8 @@ def reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[i
         q0, q1, (k0, k1) = bq[b], bq[b + 1], keys[b]
         if q1 == q0:
             continue
-        cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim)
-        ck, sk = _tables_from_codes(pos_k[k0:k1], grid, head_dim)
+        cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim, rope_style, rope_interp)
+        ck, sk = _tables_from_codes(pos_k[k0:k1], grid, head_dim, rope_style, rope_interp)
         qb = apply_rope(q[q0:q1].transpose(0, 1), cq, sq)  # [H, Lq, hd]
         kb = apply_rope(k[k0:k1].transpose(0, 1), ck, sk)
         vb = v[k0:k1].transpose(0, 1)
@@ -103,7 +106,8 @@ def reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[i
 
 
 def reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[int],
-                                      scale: float, step_len: int, seqused_k: torch.Tensor | None = None):
+                                      scale: float, step_len: int, seqused_k: torch.Tensor | None = None,
+                                      rope_style: str = "tiled", rope_interp: int = 0):
     """Gradients of `reference_rope_attention` written out (fp32 maths): (dq, dk, dv) in the inputs' dtypes.
 
     Written by hand rather than by autograd because the op's implementation runs below the autograd key.
@@ -117,8 +121,8 @@ def reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_
         q0, q1, (k0, k1) = bq[b], bq[b + 1], keys[b]
         if q1 == q0:
             continue
-        cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim)
-        ck, sk = _tables_from_codes(pos_k[k0:k1], grid, head_dim)
+        cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim, rope_style, rope_interp)
+        ck, sk = _tables_from_codes(pos_k[k0:k1], grid, head_dim, rope_style, rope_interp)
         qf = q[q0:q1].float().transpose(0, 1)  # [H, Lq, hd]
         kf = k[k0:k1].float().transpose(0, 1)
         vf = v[k0:k1].float().transpose(0, 1)
@@ -146,20 +150,23 @@ def reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_
 @torch.library.custom_op("vjepa_fast::rope_attention", mutates_args=())
 def _rope_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_q: torch.Tensor,
                        pos_k: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, seqused_k: torch.Tensor | None,
-                       max_q: int, max_k: int, grid: list[int], scale: float, step_len: int, backend: str
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       max_q: int, max_k: int, grid: list[int], scale: float, step_len: int, backend: str,
+                       rope_style: str = "tiled", rope_interp: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     if backend == "triton":
         from vjepa_fast.kernels.attention import rope_attention_fwd
 
-        return rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, tuple(grid), scale, step_len, seqused_k)
+        return rope_attention_fwd(q, k, v, pos_q, pos_k, cu_q, cu_k, max_q, tuple(grid), scale, step_len, seqused_k,
+                                  rope_style, rope_interp)
     with torch.no_grad():
-        out = reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid, scale, step_len, seqused_k)
+        out = reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid, scale, step_len, seqused_k,
+                                       rope_style, rope_interp)
     # The reference backend recomputes in its backward and has no use for the log-sum-exp.
     return out.contiguous(), q.new_zeros((q.shape[0], q.shape[1]), dtype=torch.float32)
 
 
 @_rope_attention_op.register_fake
-def _(q, k, v, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len, backend):
+def _(q, k, v, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len, backend, rope_style="tiled",
+      rope_interp=0):
     return q.new_empty(q.shape), q.new_empty((q.shape[0], q.shape[1]), dtype=torch.float32)
 
 
@@ -167,38 +174,40 @@ def _(q, k, v, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, s
 def _rope_attention_bwd_op(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                            out: torch.Tensor, lse: torch.Tensor, pos_q: torch.Tensor, pos_k: torch.Tensor,
                            cu_q: torch.Tensor, cu_k: torch.Tensor, seqused_k: torch.Tensor | None, max_q: int,
-                           max_k: int, grid: list[int], scale: float, step_len: int, backend: str
+                           max_k: int, grid: list[int], scale: float, step_len: int, backend: str,
+                           rope_style: str = "tiled", rope_interp: int = 0
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if backend == "triton":
         from vjepa_fast.kernels.attention import rope_attention_bwd
 
         return rope_attention_bwd(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, max_q, max_k,
-                                  tuple(grid), scale, step_len, seqused_k)
+                                  tuple(grid), scale, step_len, seqused_k, rope_style, rope_interp)
     dq, dk, dv = reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_k, grid, scale,
-                                                   step_len, seqused_k)
+                                                   step_len, seqused_k, rope_style, rope_interp)
     return dq.contiguous(), dk.contiguous(), dv.contiguous()
 
 
 @_rope_attention_bwd_op.register_fake
 def _(grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len,
-      backend):
+      backend, rope_style="tiled", rope_interp=0):
     return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape))
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len, backend = inputs
+    (q, k, v, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len, backend, rope_style,
+     rope_interp) = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, seqused_k)
-    ctx.args = (max_q, max_k, grid, scale, step_len, backend)
+    ctx.args = (max_q, max_k, grid, scale, step_len, backend, rope_style, rope_interp)
 
 
 def _backward(ctx, grad_out, grad_lse):
     q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, seqused_k = ctx.saved_tensors
-    max_q, max_k, grid, scale, step_len, backend = ctx.args
+    max_q, max_k, grid, scale, step_len, backend, rope_style, rope_interp = ctx.args
     dq, dk, dv = torch.ops.vjepa_fast.rope_attention_backward(
         grad_out, q, k, v, out, lse, pos_q, pos_k, cu_q, cu_k, seqused_k, max_q, max_k, grid, scale, step_len,
-        backend)
-    return dq, dk, dv, None, None, None, None, None, None, None, None, None, None, None
+        backend, rope_style, rope_interp)
+    return dq, dk, dv, None, None, None, None, None, None, None, None, None, None, None, None, None
 
 
 _rope_attention_op.register_autograd(_backward, setup_context=_setup_context)
@@ -232,6 +241,8 @@ def rope_attention(
     seqused_k: torch.Tensor | None = None,
     backend: str = "auto",
     validate: bool = True,
+    rope_style: str = "tiled",
+    rope_interp: int = 0,
 ) -> torch.Tensor:
     """RoPE attention over packed samples.
 
@@ -254,6 +265,9 @@ def rope_attention(
             codes inside `grid`, a key for every query, and Lk >= Lq per sample when block-causal. Anything
             else is refused with a ValueError rather than computed wrong. The models pass False: they build
             these tensors themselves, and a sync per block would stall a GPU.
+        rope_style: "tiled" (V-JEPA 2's RoPE) or "interleaved" (V-JEPA 2.1's standard pairwise rotation).
+        rope_interp: 0, or G > 0 to rescale grid rows and columns to h * G / (Hp - 1), w * G / (Wp - 1) as
+            V-JEPA 2.1's encoder does (`vjepa_fast.models.rope.rope_positions`; needs Hp, Wp >= 2).
     Returns [Tq, H, hd] in q's dtype.
     """
     for name, t, dims in (("q", q, 3), ("k", k, 3), ("v", v, 3), ("pos_q", pos_q, 1), ("pos_k", pos_k, 1),
@@ -296,6 +310,14 @@ def rope_attention(
         raise ValueError(f"rope_attention: step_len must be an int >= 0, got {step_len!r}")
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"rope_attention: backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+    from vjepa_fast.models.rope import ROPE_STYLES
+
+    if rope_style not in ROPE_STYLES:
+        raise ValueError(f"rope_attention: rope_style must be one of {ROPE_STYLES}, got {rope_style!r}")
+    if not isinstance(rope_interp, int) or rope_interp < 0:
+        raise ValueError(f"rope_attention: rope_interp must be an int >= 0, got {rope_interp!r}")
+    if rope_interp and (grid[1] < 2 or grid[2] < 2):
+        raise ValueError(f"rope_attention: rope_interp needs a grid of at least 2x2 patches, got {tuple(grid)}")
     if backend == "auto":
         backend = "triton" if triton_available(q.device) else "reference"
     elif backend == "triton" and not triton_available(q.device):
@@ -307,7 +329,7 @@ def rope_attention(
     scale = head_dim ** -0.5 if scale is None else float(scale)
     out, _ = torch.ops.vjepa_fast.rope_attention(
         q, k, v, pos_q, pos_k, cu_seqlens_q, cu_seqlens_k, seqused_k, int(max_seqlen_q), int(max_seqlen_k), grid,
-        scale, step_len, backend)
+        scale, step_len, backend, rope_style, int(rope_interp))
     return out
 
 

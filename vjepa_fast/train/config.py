@@ -36,6 +36,9 @@ T = TypeVar("T")
 _LOG = logging.getLogger(__name__)
 
 ENCODER_PRESETS = ("tiny", "small", "vit_large", "vit_huge", "vit_giant")
+# objective = "vjepa2_1": the V-JEPA 2.1 encoders (EncoderConfig.vjepa2_1_*; tiny = the 2.1 fixtures' size).
+V21_ENCODER_PRESETS = ("tiny", "vit_base", "vit_large", "vit_giant", "vit_gigantic")
+OBJECTIVES = ("vjepa2", "vjepa2_1")
 
 
 @dataclass
@@ -77,11 +80,35 @@ class CooldownConfig:
 
 
 @dataclass
+class V21ObjectiveConfig:
+    """V-JEPA 2.1's objective (`objective = "vjepa2_1"`): L1 on the masked tokens against the target encoder's
+    four layer-normed taps, plus lambda x L1 on the context tokens, optionally divided per token by
+    sqrt(distance to the nearest masked token); lambda ramps from 0 at lambda_start to its value at
+    lambda_end. Image batches (1-frame clips through the image patch embedding) go beside the video ones."""
+
+    lambda_video: float = 0.5  # context-loss weight on video batches
+    lambda_image: float = 0.5  # context-loss weight on image batches
+    lambda_progressive: bool = True  # ramp lambda between lambda_start and lambda_end (Meta's default)
+    lambda_start: int = 15_000  # optimizer steps
+    lambda_end: int = 30_000
+    weight_distance: bool = True  # divide each context token's error by sqrt(distance to the nearest target)
+    image_sources: list[str] = field(default_factory=list)  # image files, folders or list files (none: video only)
+    image_weights: list[float] = field(default_factory=list)
+    image_ratio: float = 0.25  # share of each step's loss from image batches (Meta: a quarter of the ranks)
+    image_batch_size: int = 0  # images per optimizer step over all processes (0: global_batch_size)
+    image_crop_size: int = 0  # 0: data.crop_size
+
+
+@dataclass
 class PretrainConfig:
-    model: str = "vit_large"  # encoder preset: tiny, small, vit_large, vit_huge, vit_giant
+    # encoder preset: tiny, small, vit_large, vit_huge, vit_giant (objective vjepa2); tiny, vit_base,
+    # vit_large, vit_giant, vit_gigantic (objective vjepa2_1: the V-JEPA 2.1 models)
+    model: str = "vit_large"
+    objective: str = "vjepa2"  # vjepa2 (SPEC section 4) or vjepa2_1 (V-JEPA 2.1, settings in [v21])
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     cooldown: CooldownConfig = field(default_factory=CooldownConfig)
+    v21: V21ObjectiveConfig = field(default_factory=V21ObjectiveConfig)
     steps: int = 240_000  # main-phase optimizer steps
     global_batch_size: int = 3072  # clips per optimizer step over all processes and accumulation steps
     grad_accum: int = 1
@@ -103,8 +130,22 @@ class PretrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.model not in ENCODER_PRESETS:
-            raise ValueError(f"model must be one of {ENCODER_PRESETS}, got {self.model!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        presets = V21_ENCODER_PRESETS if self.objective == "vjepa2_1" else ENCODER_PRESETS
+        if self.model not in presets:
+            raise ValueError(f"model must be one of {presets} with objective {self.objective!r}, got {self.model!r}")
+        v = self.v21
+        if not 0.0 <= v.image_ratio < 1.0:
+            raise ValueError(f"v21.image_ratio must be in [0, 1), got {v.image_ratio}")
+        if v.lambda_progressive and v.lambda_end <= v.lambda_start:
+            raise ValueError(f"v21.lambda_end ({v.lambda_end}) must be > v21.lambda_start ({v.lambda_start})")
+        if v.image_weights and len(v.image_weights) != len(v.image_sources):
+            raise ValueError(f"v21.image_weights has {len(v.image_weights)} entries for "
+                             f"{len(v.image_sources)} v21.image_sources")
+        if v.image_batch_size < 0 or v.image_crop_size < 0 or (v.image_crop_size and v.image_crop_size % 16):
+            raise ValueError("v21.image_batch_size must be >= 0 and v21.image_crop_size 0 or a multiple of 16, "
+                             f"got {v.image_batch_size} and {v.image_crop_size}")
         for name in ("steps", "global_batch_size", "grad_accum", "save_every", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -165,8 +206,26 @@ class PretrainConfig:
         return apply_overrides(cfg, overrides)
 
 
+    @classmethod
+    def v21_tiny_cpu(cls, **overrides: Any) -> PretrainConfig:
+        """The V-JEPA 2.1 objective on the tiny 2.1 encoder (48 wide, 12 blocks) and 4-frame 64 px clips; the
+        context loss from the first step (no ramp) so that a short run exercises it."""
+        cfg = cls.tiny_cpu(**{"objective": "vjepa2_1", "out_dir": "runs/pretrain-v21-tiny",
+                              "v21.lambda_progressive": False})
+        return apply_overrides(cfg, overrides)
+
+    @classmethod
+    def v21_vit_large(cls, **overrides: Any) -> PretrainConfig:
+        """V-JEPA 2.1 ViT-L from scratch with its own objective; see configs/pretrain_v21_vitl.toml for which
+        settings are the paper's and which are guesses."""
+        cfg = cls(model="vit_large", objective="vjepa2_1",
+                  cooldown=CooldownConfig(steps=12_000, num_frames=64, crop_size=384))
+        return apply_overrides(cfg, overrides)
+
+
 PRETRAIN_PRESETS = {"tiny_cpu": PretrainConfig.tiny_cpu, "vit_large": PretrainConfig.vit_large,
-                    "vit_huge": PretrainConfig.vit_huge, "vit_giant": PretrainConfig.vit_giant}
+                    "vit_huge": PretrainConfig.vit_huge, "vit_giant": PretrainConfig.vit_giant,
+                    "v21_tiny_cpu": PretrainConfig.v21_tiny_cpu, "v21_vit_large": PretrainConfig.v21_vit_large}
 
 
 # ------------------------------------------------------------------------------------ V-JEPA 2-AC training

@@ -8,16 +8,24 @@ layer-normed; per mask config the context encoder sees the context tokens, the p
 tokens, L1 against the targets; average over configs; AdamW; then the fused EMA update of the target. The
 run is a pure function of (config, seed): data keys, augmentation, masks and the LR are functions of the
 step, so a resumed run continues bit for bit.
+
+`objective = "vjepa2_1"` trains a V-JEPA 2.1 encoder with its objective instead: the targets are the target
+encoder's four taps, each layer-normed; the loss adds lambda x L1 on the predictor's context outputs
+(optionally distance-weighted, lambda ramped); with `v21.image_sources`, each step also trains on a batch of
+single images (1-frame clips, the image path), weighted `v21.image_ratio` against the video loss as Meta's
+image ranks are in its gradient average.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +51,13 @@ from vjepa_fast.train.distributed import (
     wrap_model,
 )
 from vjepa_fast.train.metrics import MetricsLogger, plot_metrics
-from vjepa_fast.train.objective import jepa_loss, normalized_targets
+from vjepa_fast.train.objective import (
+    context_lambda,
+    hierarchical_targets,
+    jepa21_loss,
+    jepa_loss,
+    normalized_targets,
+)
 from vjepa_fast.train.optim import param_groups
 from vjepa_fast.train.schedule import warmup_constant_cooldown
 
@@ -60,11 +74,23 @@ class JEPAStudent(nn.Module):
         self.predictor = predictor
 
     def forward(self, clips: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor]],
-                targets: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return jepa_loss(self.encoder, self.predictor, targets, clips, pairs)
+                targets: torch.Tensor, v21: dict[str, Any] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """v21: None for V-JEPA 2's loss; else the keyword arguments of `jepa21_loss` (context_weight, ...)."""
+        if v21 is None:
+            return jepa_loss(self.encoder, self.predictor, targets, clips, pairs)
+        total, _, _, per_config = jepa21_loss(self.encoder, self.predictor, targets, clips, pairs, **v21)
+        return total, per_config
 
 
 def model_configs(cfg: PretrainConfig, num_frames: int, crop: int) -> tuple[EncoderConfig, PredictorConfig]:
+    if cfg.objective == "vjepa2_1":
+        name = "vjepa2_1_tiny" if cfg.model == "tiny" else f"vjepa2_1_{cfg.model}_384"
+        enc = getattr(EncoderConfig, name)(img_size=crop, num_frames=num_frames, attn_impl=cfg.attn_impl)
+        if cfg.model == "tiny":
+            return enc, PredictorConfig.vjepa2_1_tiny(img_size=crop, num_frames=num_frames, attn_impl=cfg.attn_impl)
+        # The 4-level predictor of the hub's g/G (24 blocks, 384 wide, 8 mask tokens), for every size: the
+        # released B/L predictors are distillation heads, not pretraining ones.
+        return enc, PredictorConfig.for_encoder(enc, version="vjepa2_1", num_mask_tokens=8, depth=24, num_levels=4)
     enc = getattr(EncoderConfig, cfg.model)(img_size=crop, num_frames=num_frames, attn_impl=cfg.attn_impl)
     if cfg.model == "tiny":
         pred = PredictorConfig.tiny(img_size=crop, num_frames=num_frames, attn_impl=cfg.attn_impl)
@@ -186,6 +212,34 @@ class Pretrainer:
             self.predictor.config = self.predictor.config.replace(num_frames=frames, img_size=crop)
         return loader, masks, sampler
 
+    def _image_loader(self, step: int) -> tuple[DataLoader, MultiBlockMaskGenerator, int] | None:
+        """objective "vjepa2_1" with v21.image_sources: 1-frame clips of the image crop, and their masks on the
+        (1, crop/16, crop/16) grid; None otherwise. Positions are functions of the step, as for the videos."""
+        from vjepa_fast.data.video import SourceSpec
+
+        v, cfg = self.cfg.v21, self.cfg
+        if cfg.objective != "vjepa2_1" or not v.image_sources:
+            return None
+        crop = v.image_crop_size or cfg.data.crop_size
+        world, accum = self.ctx.world_size, cfg.grad_accum
+        total = v.image_batch_size or cfg.global_batch_size
+        if total % (world * accum):
+            raise ValueError(f"v21.image_batch_size {total} must be divisible by processes x grad_accum = "
+                             f"{world} x {accum}")
+        seed = cfg.seed + 2_000_003
+        weights = list(v.image_weights) or [1.0] * len(v.image_sources)
+        dataset = VideoClipDataset([SourceSpec(p, w) for p, w in zip(v.image_sources, weights)], num_frames=1,
+                                   fps=None, crop_size=crop, train=True, seed=seed)
+        steps_per_epoch = max(1, math.ceil(len(dataset) / total))
+        sampler = WeightedMixtureSampler.for_dataset(dataset, steps_per_epoch * total, seed=seed,
+                                                     rank=self.ctx.rank, world_size=world)
+        sampler.load_state_dict({"epoch": step // steps_per_epoch,
+                                 "index": (step % steps_per_epoch) * (total // world)})
+        micro = total // (world * accum)
+        loader = DataLoader(dataset, batch_size=micro, sampler=sampler, num_workers=cfg.data.num_workers,
+                            pin_memory=cfg.data.pin_memory and self.ctx.device.type == "cuda", drop_last=True)
+        return loader, MultiBlockMaskGenerator((1, crop // 16, crop // 16), seed=seed), micro
+
     def _specs(self) -> list[Any]:
         from vjepa_fast.data.video import SourceSpec
 
@@ -208,12 +262,28 @@ class Pretrainer:
         return self.ckpt.save(self.step, self.student_raw, self.target, self.optimizer, meta)
 
     # ------------------------------------------------------------------------------------------- train
+    def _v21_kwargs(self, clips: torch.Tensor) -> dict[str, Any] | None:
+        """jepa21_loss's settings for a batch (image or video) at the current step; None for V-JEPA 2."""
+        if self.cfg.objective != "vjepa2_1":
+            return None
+        v = self.cfg.v21
+        image = clips.shape[2] == 1
+        lam = context_lambda(self.step, v.lambda_image if image else v.lambda_video, progressive=v.lambda_progressive,
+                             start=v.lambda_start, end=v.lambda_end)
+        g = clips.shape[-1] // self.encoder.config.patch_size  # Meta reads distances on crop // patch
+        return {"context_weight": lam, "weight_distance": v.weight_distance, "grid_hw": (g, g)}
+
     def train_step(self, micro_batches: list[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]],
-                   lr: float, ema_backend: str = "auto") -> torch.Tensor:
+                   lr: float, ema_backend: str = "auto",
+                   image_batches: list[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]] | None = None
+                   ) -> torch.Tensor:
         """One optimizer step over `grad_accum` micro-batches, then the EMA update; advances `self.step`.
 
         micro_batches: per micro-batch (clips [b, C, T, H, W], per mask config (context [b, Kc], target [b, Kt])).
-        Returns [loss, loss_short, loss_long, target_std], averaged over micro-batches and processes.
+        image_batches: objective "vjepa2_1" only: micro-batches of 1-frame clips [b, C, 1, H, W] (the image
+            path); the step's loss is (1 - r) x video + r x image with r = v21.image_ratio.
+        Returns [loss, loss_short, loss_long, target_std] of the video batches, averaged over micro-batches
+        and processes (with the V-JEPA 2.1 objective loss_short / loss_long are the per-mask-config totals).
         """
         cfg, ctx = self.cfg, self.ctx
         for g in self.optimizer.param_groups:
@@ -221,22 +291,35 @@ class Pretrainer:
         amp = amp_dtype(cfg.amp, ctx.device, what="pretraining autocast")
         autocast = torch.autocast(ctx.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None)
         sums = torch.zeros(4, device=ctx.device)
-        for j, (clips, pairs) in enumerate(micro_batches):
+        image_batches = image_batches or []
+        if image_batches and cfg.objective != "vjepa2_1":
+            raise ValueError("image_batches need objective = 'vjepa2_1'")
+        ratio = cfg.v21.image_ratio if image_batches else 0.0
+        # (batch, multiplier, divisor, is_image): V-JEPA 2 keeps its exact loss / len(micro_batches).
+        batches = [(b, 1.0 - ratio, len(micro_batches), False) for b in micro_batches]
+        batches += [(b, ratio, len(image_batches), True) for b in image_batches]
+        for j, ((clips, pairs), mult, div, is_image) in enumerate(batches):
             clips = clips.to(ctx.device, non_blocking=True)
             pairs = [(c.to(ctx.device), t.to(ctx.device)) for c, t in pairs]
-            with autocast:
-                targets, h = normalized_targets(self.target, clips, return_features=True)
+            v21 = self._v21_kwargs(clips)
+            with autocast, self._predictor_grid(clips):
+                if v21 is None:
+                    targets, h = normalized_targets(self.target, clips, return_features=True)
+                else:
+                    targets = h = hierarchical_targets(self.target, clips)
                 if ctx.mode == "fsdp":
                     # FSDP2 keeps a root module's parameters gathered after forward (for backward); the
                     # target has no backward, so free them and keep its shards aligned for the EMA.
                     self.target.reshard()
-                loss, per_config = self.student(clips, pairs, targets)
-            scaled = loss / len(micro_batches)
-            if ctx.mode == "ddp" and j < len(micro_batches) - 1:
+                loss, per_config = self.student(clips, pairs, targets, v21)
+            scaled = loss * mult / div
+            if ctx.mode == "ddp" and j < len(batches) - 1:
                 with self.student.no_sync():
                     scaled.backward()
             else:
                 scaled.backward()
+            if is_image:
+                continue
             per = [x.detach().float() for x in per_config[:2]] + [loss.detach().float()] * (2 - len(per_config))
             # Collapse monitor: per-channel std across samples of the clip-averaged target features.
             spread = h.float().mean(1).std(0, unbiased=False).mean() if h.size(0) > 1 else h.new_zeros(())
@@ -248,6 +331,20 @@ class Pretrainer:
                     backend=ema_backend)
         self.step += 1
         return all_reduce_mean(sums / len(micro_batches), ctx)
+
+    @contextlib.contextmanager
+    def _predictor_grid(self, clips: torch.Tensor) -> Iterator[None]:
+        """The predictor reads token indices on its configured square grid: for an image batch, the image
+        crop's grid of one time step (Meta builds its image ranks' predictor at the image crop)."""
+        pcfg = self.predictor.config
+        if clips.shape[2] != 1 or clips.shape[-1] == pcfg.grid_hw[0] * pcfg.patch_size:
+            yield
+            return
+        self.predictor.config = pcfg.replace(img_size=clips.shape[-1])
+        try:
+            yield
+        finally:
+            self.predictor.config = pcfg
 
     def train(self, max_steps: int | None = None, progress: bool = True) -> TrainResult:
         """Runs until the end of the schedule (or `max_steps` more steps); saves on the way and at the end."""
@@ -263,6 +360,8 @@ class Pretrainer:
                        dynamic_ncols=True)
         loader = masks = it = None
         phase_name = None
+        images = self._image_loader(self.step)
+        img_it = iter(images[0]) if images is not None else None
         try:
             while self.step < end:
                 name = self.phase(self.step)[0]
@@ -283,7 +382,21 @@ class Pretrainer:
                     pairs = [(p.context[ctx.rank::ctx.world_size], p.target[ctx.rank::ctx.world_size])
                              for p in masks.for_step(world_mb, self.step * cfg.grad_accum + j)]
                     micro.append((batch["video"], pairs))
-                stats = self.train_step(micro, lr)
+                image_micro = []
+                if images is not None:
+                    img_loader, img_masks, img_mb = images
+                    for j in range(cfg.grad_accum):
+                        try:
+                            batch = next(img_it)
+                        except StopIteration:
+                            img_it = iter(img_loader)
+                            batch = next(img_it)
+                        skipped.update(count_skips(batch))
+                        world_mb = img_mb * ctx.world_size
+                        pairs = [(p.context[ctx.rank::ctx.world_size], p.target[ctx.rank::ctx.world_size])
+                                 for p in img_masks.for_step(world_mb, self.step * cfg.grad_accum + j)]
+                        image_micro.append((batch["video"], pairs))
+                stats = self.train_step(micro, lr, image_batches=image_micro)
                 loss_v, short_v, long_v, std_v = stats.tolist()
                 dt = time.perf_counter() - t0
                 result.losses.append(loss_v)
