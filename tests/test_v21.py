@@ -304,3 +304,17 @@ def test_load_official_keeps_the_configs_attention(v21_fixtures_dir, io):
     m = load_official(v21_fixtures_dir / "v21_tiny.pt", encoder_config=enc_cfg, predictor_config=pred_cfg,
                       attn_impl="sdpa")
     assert (m.encoder.config.attn_impl, m.predictor.config.attn_impl) == ("sdpa", "sdpa")
+
+
+def test_v2_config_dicts_are_unchanged_by_the_2_1_fields():
+    """A V-JEPA 2 config's dict holds exactly the pre-2.1 keys (the files we saved and the latent caches'
+    encoder fingerprints stay valid); a 2.1 config's dict holds its version and round-trips."""
+    from vjepa_fast.models import EncoderConfig, PredictorConfig
+
+    assert set(EncoderConfig.tiny().to_dict()) == {"embed_dim", "depth", "num_heads", "mlp_ratio", "img_size",
+                                                   "patch_size", "num_frames", "tubelet_size", "attn_impl",
+                                                   "in_chans"}
+    assert "version" not in PredictorConfig.tiny().to_dict()
+    v21 = EncoderConfig.vjepa2_1_tiny()
+    assert v21.to_dict()["version"] == "vjepa2_1" and EncoderConfig.from_dict(v21.to_dict()) == v21
+    assert EncoderConfig.from_dict(EncoderConfig.tiny().to_dict()) == EncoderConfig.tiny()

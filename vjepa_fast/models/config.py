@@ -91,9 +91,19 @@ class _ConfigBase:
         h, w = _as_hw(self.img_size, type(self).__name__)
         return (h // self.patch_size, w // self.patch_size)
 
+    # Fields added for V-JEPA 2.1; a V-JEPA 2 config leaves them out of `to_dict` while they hold their defaults,
+    # so the dicts (the files we saved, the latent caches' encoder fingerprints) stay what they were before 2.1.
+    _V21_FIELDS = ("version", "interpolate_rope", "modality_embedding", "image_patch_embed", "n_output_distillation",
+                   "num_levels", "out_embed_dim", "context_head")
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples become lists)."""
+        """Plain JSON-able dict (tuples become lists); a V-JEPA 2 config without its 2.1-only defaults."""
         out = dataclasses.asdict(self)  # type: ignore[call-overload]
+        if out.get("version", VJEPA2) == VJEPA2:
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+            for name in self._V21_FIELDS:
+                if name in out and out[name] == defaults.get(name, object()):
+                    del out[name]
         if isinstance(out.get("img_size"), tuple):
             out["img_size"] = list(out["img_size"])
         return out
