@@ -269,3 +269,18 @@ def test_bad_safetensors(tmp_path, fixtures_dir):
     )
     with pytest.raises(CheckpointError, match=r"mismatch.safetensors \(encoder\).*missing keys \['blocks.2"):
         load_safetensors(tmp_path / "mismatch.safetensors")
+
+
+def test_saved_safetensors_are_readable_by_others(tmp_path):
+    """safetensors writes 0600; our export follows the umask like any other file (0644 under umask 022)."""
+    import os
+
+    from vjepa_fast.checkpoints import save_safetensors
+    from vjepa_fast.models import EncoderConfig, VideoEncoder
+
+    old = os.umask(0o022)
+    try:
+        save_safetensors(tmp_path / "e.safetensors", VideoEncoder(EncoderConfig.tiny()))
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "e.safetensors").st_mode & 0o777 == 0o644

@@ -96,6 +96,9 @@ def save_safetensors(path: PathLike, model_or_models: Any, config: AnyConfig | N
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; an exported model is a file like any other
         os.replace(tmp, p)
     finally:
         if tmp.exists():
