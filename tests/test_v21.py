@@ -318,3 +318,32 @@ def test_v2_config_dicts_are_unchanged_by_the_2_1_fields():
     v21 = EncoderConfig.vjepa2_1_tiny()
     assert v21.to_dict()["version"] == "vjepa2_1" and EncoderConfig.from_dict(v21.to_dict()) == v21
     assert EncoderConfig.from_dict(EncoderConfig.tiny().to_dict()) == EncoderConfig.tiny()
+
+
+def test_world_model_plans_on_a_2_1_encoder():
+    """WorldModel with a V-JEPA 2.1 encoder: a frame takes the image path and its latent is the last tap
+    (the default output), the same latent the AC latent cache stores; CEM plans a 7-D action on it."""
+    import numpy as np
+
+    from vjepa_fast.data.latent_cache import FrameEncoder
+    from vjepa_fast.data.transforms import preprocess_image
+    from vjepa_fast.models import ACPredictorConfig, ActionConditionedPredictor, EncoderConfig, VideoEncoder
+    from vjepa_fast.planning import CEMPlanner, PlannerConfig, WorldModel
+
+    torch.manual_seed(0)
+    enc = VideoEncoder(EncoderConfig.vjepa2_1_tiny()).eval()
+    pred = ActionConditionedPredictor(ACPredictorConfig.tiny(embed_dim=48, img_size=64)).eval()
+    wm = WorldModel(enc, pred, dtype="float32")
+    frames = [np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8) for i in range(2)]
+    z = wm.encode_image_files(frames)
+    x = torch.stack([preprocess_image(f, 64) for f in frames])
+    with torch.no_grad():
+        last_tap = enc(x)  # [B, 3, H, W]: the image path, last tap
+        hier = enc(x[:, :, None], hierarchical=True)
+    assert z.shape == (2, 16, 48)
+    torch.testing.assert_close(z, torch.nn.functional.layer_norm(last_tap, (48,), eps=1e-5))
+    torch.testing.assert_close(hier[..., -48:], last_tap)  # the hierarchical output ends with the last tap
+    torch.testing.assert_close(FrameEncoder(enc)(x), z)
+    res = CEMPlanner(wm, PlannerConfig(num_samples=8, topk=2, iterations=2, horizon=1)).plan(
+        z[:1], torch.tensor([[0.5, 0.0, 0.3, 3.14, 0.0, 0.0, 0.0]]), z[1:])
+    assert res.actions.shape[-1] == 7 and torch.isfinite(res.actions).all()
