@@ -47,6 +47,12 @@ _LOG = logging.getLogger("run_mpc")
 # Trained on this simulator (scripts/sim_recipe.sh; benchmarks/SIM_RECIPE.md): the
 # default world model of --sim when no checkpoint is given.
 SIM_DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "sim_demo_world_model.safetensors"
+SIM_MANIP_MODEL = Path(__file__).resolve().parent / "assets" / "sim_manip_world_model.safetensors"
+
+
+def _sim_default_model(args: argparse.Namespace) -> Path:
+    """The shipped model --sim plans with when none is given: the manipulation one for --task, else the reach one."""
+    return SIM_MANIP_MODEL if getattr(args, "task", None) else SIM_DEMO_MODEL
 
 
 def load_image(path: str, what: str) -> np.ndarray:
@@ -70,10 +76,11 @@ def build_world_model(args: argparse.Namespace):
     from vjepa_fast.planning import WorldModel
 
     encoder = predictor = None
-    if args.sim and not args.predictor and not args.encoder and args.random_model is None and SIM_DEMO_MODEL.is_file():
-        _LOG.info("no --predictor given: using the simulator demo world model %s (--random-model to plan with "
-                  "random weights instead)", SIM_DEMO_MODEL)
-        args.predictor = str(SIM_DEMO_MODEL)
+    default = _sim_default_model(args)
+    if args.sim and not args.predictor and not args.encoder and args.random_model is None and default.is_file():
+        _LOG.info("no --predictor given: using the shipped simulator world model %s (--random-model to plan with "
+                  "random weights instead)", default)
+        args.predictor = str(default)
     if args.predictor:
         if args.predictor.endswith(".safetensors"):
             from vjepa_fast.checkpoints import load_safetensors
@@ -130,7 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--predictor", help="AC predictor checkpoint (Meta's vjepa2-ac-*.pt or our .safetensors)")
     m.add_argument("--random-model", default=None, choices=["tiny", "cpu_small"],
                    help="plan with a randomly initialised model of this preset (without a checkpoint: tiny, except "
-                        "that --sim then uses the trained demo model robot/assets/sim_demo_world_model.safetensors)")
+                        "that --sim then uses the shipped model: robot/assets/sim_manip_world_model.safetensors with --task, "
+                        "else robot/assets/sim_demo_world_model.safetensors)")
     m.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
                    help="rollout dtype; auto (default): bfloat16 on a GPU or a CPU with AMX / AVX512_BF16, float32 "
                         "elsewhere (bf16 is ~7x slower than fp32 on an AVX2-only CPU); VJEPA_FAST_CPU_FALLBACK=1 "
@@ -212,7 +220,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.sim_camera is not None and (not args.sim or args.camera not in (None, "sim")):
         p.error("--sim-camera needs --sim and the sim camera")
-    model_file = args.predictor or (str(SIM_DEMO_MODEL) if args.sim and not args.encoder
+    model_file = args.predictor or (str(_sim_default_model(args)) if args.sim and not args.encoder
                                     and args.random_model is None else None)
     try:
         args.sim_camera = resolve_sim_camera(args.sim_camera, model_file)

@@ -15,7 +15,7 @@
 #
 # Settings (environment): OUT (runs/manip), EPISODES (2500) x STEPS (20 actions: 50,000 transitions), WORKERS (2),
 # HELDOUT (100 episodes, seed 500, for the diagnostics), PRETRAIN_STEPS (6000), PRETRAIN_BATCH (16), AC_STEPS
-# (4000), BC_STEPS (4000), GOALS (20 layouts per task), TASKS (grasp push pick_place),
+# (600), BC_STEPS (1000), GOALS (20 layouts per task), TASKS (grasp push pick_place),
 # EXPORT (OUT/world_model.safetensors; robot/assets/sim_manip_world_model.safetensors to ship it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +26,8 @@ WORKERS=${WORKERS:-2}
 HELDOUT=${HELDOUT:-100}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-6000}
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-16}
-AC_STEPS=${AC_STEPS:-4000}
-BC_STEPS=${BC_STEPS:-4000}
+AC_STEPS=${AC_STEPS:-600}
+BC_STEPS=${BC_STEPS:-1000}
 GOALS=${GOALS:-20}
 TASKS=${TASKS:-grasp push pick_place}
 EXPORT=${EXPORT:-$OUT/world_model.safetensors}
