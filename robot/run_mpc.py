@@ -143,7 +143,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rollout dtype; auto (default): bfloat16 on a GPU or a CPU with AMX / AVX512_BF16, float32 "
                         "elsewhere (bf16 is ~7x slower than fp32 on an AVX2-only CPU); VJEPA_FAST_CPU_FALLBACK=1 "
                         "forces the AVX2-only behaviour")
-    c = p.add_argument_group("planner (CEM)")
+    c = p.add_argument_group("planner (CEM by default; --planner picks another, with the same sizes)")
+    from vjepa_fast.planning.planners import add_planner_arguments
+
+    add_planner_arguments(c)
     c.add_argument("--samples", type=int, default=64, help="samples per iteration (paper: 800)")
     c.add_argument("--topk", type=int, default=8, help="elites (paper: 10)")
     c.add_argument("--iterations", type=int, default=3, help="CEM iterations (paper: 10)")
@@ -344,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     from robot.mpc import MPCRunner
     from robot.rig import Rig
     from robot.safety import SafetyConfig
-    from vjepa_fast.planning import CEMPlanner, PlannerConfig
+    from vjepa_fast.planning import PlannerConfig
+    from vjepa_fast.planning.planners import make_planner, parse_planner_options, planner_options
 
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -365,12 +369,14 @@ def main(argv: list[str] | None = None) -> int:
                                     gripper="plan" if args.plan_gripper or task else "hold", seed=args.seed,
                                     dtype=args.dtype, keep_elites=args.keep_elites, return_best=args.return_best,
                                     coarse_iterations=args.coarse_iterations)
+        planner_opts = parse_planner_options(args.planner_option)
+        planner_options(args.planner, **planner_opts)
         world_model = build_world_model(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"run_mpc: error: {exc}", file=sys.stderr)
         return 2
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave a core to the 1 kHz loop
-    planner = CEMPlanner(world_model, planner_cfg)
+    planner = make_planner(args.planner, world_model, planner_cfg, **planner_opts)
 
     rig = None
     try:

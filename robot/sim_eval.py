@@ -67,6 +67,8 @@ class EvalConfig:
     reachable_only: bool = True  # draw goals and starts only where the arm reaches with the hand down
     fresh_sim: bool = True  # restart the simulator before every trial (each starts from the initial joint state)
     workspace_margin: float = 0.01  # m: targets clamped to the evaluation box + this (< 0: the default workspace)
+    planner: str = "cem"  # vjepa_fast.planning.planners.PLANNERS
+    planner_options: tuple[tuple[str, float], ...] = ()  # the planner's own options (MPPIOptions, ...)
 
     def __post_init__(self) -> None:
         if self.goals < 1 or self.max_steps < 1:
@@ -91,6 +93,7 @@ class Trial:
     ok: bool
     reason: str
     distances: list[float] = field(default_factory=list)
+    model_evals_per_step: float | None = None  # rollouts per decision (a gradient step counts 2); None: no model
 
 
 _REACH_ARM: Any = None
@@ -204,6 +207,11 @@ def eval_safety(cfg: EvalConfig) -> Any:
                                workspace_max=tuple(float(v) for v in hi))
 
 
+def _mean_or_none(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
 def summarise(trials: list[Trial], methods: list[str]) -> list[dict[str, Any]]:
     rows = []
     for m in methods:
@@ -217,6 +225,7 @@ def summarise(trials: list[Trial], methods: list[str]) -> list[dict[str, Any]]:
                      "final_median_m": float(np.nanmedian(final)), "final_q25_m": float(np.nanquantile(final, 0.25)),
                      "final_q75_m": float(np.nanquantile(final, 0.75)), "final_max_m": float(np.nanmax(final)),
                      "plan_s_per_step": float(np.mean([t.plan_seconds_per_step for t in ts])),
+                     "model_evals_per_step": _mean_or_none([t.model_evals_per_step for t in ts]),
                      "failed_runs": int(sum(not t.ok for t in ts))})
     return rows
 
@@ -230,12 +239,14 @@ def write_report(trials: list[Trial], methods: list[str], cfg: EvalConfig, out: 
     rows = summarise(trials, methods)
     lines = [f"success = measured end-effector distance <= {100 * cfg.success_m:.0f} cm after <= {cfg.max_steps} "
              f"MPC steps; starts {100 * cfg.start_min:.0f}-{100 * cfg.start_max:.0f} cm from the goal",
-             "", "| method | success | final distance median [q25, q75] (cm) | worst (cm) | planning s/step |",
-             "|---|---|---|---|---|"]
+             f"planner: {cfg.planner}" + (f" {dict(cfg.planner_options)}" if cfg.planner_options else ""),
+             "", "| method | success | final distance median [q25, q75] (cm) | worst (cm) | planning s/step | "
+             "model evaluations/step |", "|---|---|---|---|---|---|"]
     for r in rows:
+        evals = "-" if r["model_evals_per_step"] is None else f"{r['model_evals_per_step']:.0f}"
         lines.append(f"| {r['method']} | {r['success']}/{r['trials']} ({100 * r['success_rate']:.0f}%) | "
                      f"{100 * r['final_median_m']:.1f} [{100 * r['final_q25_m']:.1f}, {100 * r['final_q75_m']:.1f}] | "
-                     f"{100 * r['final_max_m']:.1f} | {r['plan_s_per_step']:.2f} |")
+                     f"{100 * r['final_max_m']:.1f} | {r['plan_s_per_step']:.2f} | {evals} |")
     (out / "sim_eval.md").write_text("\n".join(lines) + "\n")
     (out / "sim_eval.json").write_text(json.dumps({"config": asdict(cfg), "summary": rows}, indent=1))
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
@@ -286,7 +297,8 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
     from robot.mpc import MPCRunner
     from robot.rig import Rig
     from robot.safety import SafetyConfig
-    from vjepa_fast.planning import CEMPlanner, PlannerConfig
+    from vjepa_fast.planning import PlannerConfig
+    from vjepa_fast.planning.planners import CountingPlanner, make_planner
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -354,7 +366,8 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
                 elif method == "random-actions":
                     planner = random_planner(cfg.max_step, seed=cfg.seed * 7919 + i)
                 else:
-                    planner = CEMPlanner(wm, planner_cfg.replace(seed=i))
+                    planner = CountingPlanner(make_planner(cfg.planner, wm, planner_cfg.replace(seed=i),
+                                                           **dict(cfg.planner_options)))
                 runner = MPCRunner(wm, planner, rig.control, rig.camera, safety, [goal_frame],
                                    out / "trials" / method / f"goal_{i:03d}", goal_xyz=goal,
                                    settle_timeout=cfg.settle_timeout)
@@ -368,7 +381,9 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
                               success=bool(s.ok and final is not None and final <= cfg.success_m), steps=s.steps,
                               plan_seconds_per_step=float(np.mean([r.plan_seconds for r in s.records]))
                               if s.records else float("nan"), ok=s.ok, reason=s.reason,
-                              distances=[float(d) for d in dists])
+                              distances=[float(d) for d in dists],
+                              model_evals_per_step=planner.evals_per_decision
+                              if isinstance(planner, CountingPlanner) and planner.decisions else None)
                 done.append(trial)
                 with open(log, "a", encoding="utf-8") as f:
                     f.write(json.dumps(asdict(trial)) + "\n")
@@ -406,6 +421,8 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vjepa_fast.planning.planners import add_planner_arguments
+
     p = argparse.ArgumentParser(prog="sim-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = EvalConfig()
@@ -426,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=d.topk, help="CEM elites")
     p.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations")
     p.add_argument("--horizon", type=int, default=d.horizon, help="actions per plan")
+    add_planner_arguments(p)
     p.add_argument("--sim-camera", default="", metavar="NAME",
                    help="scene camera (robot/sim.py CAMERAS; default: the one the first model file records, else "
                         "robot.sim.DEFAULT_CAMERA): the one the models "
@@ -457,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         from robot.task_eval import main as task_main
 
         return task_main(argv)
+    from vjepa_fast.planning.planners import parse_planner_options, planner_options
+
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -468,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
                          start_min=a.start_cm[0] / 100, start_max=a.start_cm[1] / 100, max_step=a.max_step,
                          samples=a.samples, topk=a.topk, iterations=a.iterations, horizon=a.horizon,
                          camera=a.sim_camera, reachable_only=not a.any_goal,
-                         fresh_sim=not a.keep_sim, workspace_margin=a.workspace_margin_cm / 100)
+                         fresh_sim=not a.keep_sim, workspace_margin=a.workspace_margin_cm / 100,
+                         planner=a.planner, planner_options=tuple(parse_planner_options(a.planner_option).items()))
+        planner_options(cfg.planner, **dict(cfg.planner_options))  # bad options: an error now, not mid-run
         if cfg.camera:
             from robot.sim import check_camera
 

@@ -72,6 +72,9 @@ class TaskEvalConfig:
     max_step: float = 0.05
     camera: str = "table_right"
     stop_on_success: bool = True
+    planner: str = "cem"  # vjepa_fast.planning.planners.PLANNERS
+    planner_options: tuple[tuple[str, float], ...] = ()  # the planner's own options (MPPIOptions, ...)
+    init_policy: str = ""  # a policy file (distill / train-bc) whose action is the planner's initial mean each step
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -81,6 +84,8 @@ class TaskEvalConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_steps < 0 or any(s < 1 for s in self.subgoal_steps):
             raise ValueError("max_steps must be >= 0 and every subgoal step budget >= 1")
+        if self.init_policy and not Path(self.init_policy).is_file():
+            raise ValueError(f"init_policy {self.init_policy}: no such file (vjepa-fast distill or train-bc writes one)")
         if self.subgoal_steps and len(self.subgoal_steps) != len(SUBGOAL_PHASES[self.task]):
             raise ValueError(f"{self.task} has {len(SUBGOAL_PHASES[self.task])} sub-goals "
                              f"({', '.join(SUBGOAL_PHASES[self.task])}), got {len(self.subgoal_steps)} budgets")
@@ -107,19 +112,28 @@ class TaskTrial:
     subgoal_at_step: list[int] = field(default_factory=list)
     latent_distance: list[float] = field(default_factory=list)
     oracle_success: bool = True
+    model_evals_per_step: float | None = None  # rollouts per planning decision (a gradient step counts 2)
 
 
 class ModelPolicy:
-    """Latent CEM toward the current sub-goal (xyz + gripper planned)."""
+    """Latent planning toward the current sub-goal (xyz + gripper planned): CEM, or cfg.planner."""
 
     def __init__(self, wm: Any, cfg: TaskEvalConfig, seed: int) -> None:
-        from vjepa_fast.planning import CEMPlanner, PlannerConfig
+        from vjepa_fast.planning import PlannerConfig
+        from vjepa_fast.planning.planners import CountingPlanner, make_planner
 
         self.wm = wm
-        self.planner = CEMPlanner(wm, PlannerConfig(num_samples=cfg.samples, topk=cfg.topk,
-                                                    iterations=cfg.iterations, horizon=1, max_norm=cfg.max_step,
-                                                    bound="box", gripper="plan", gripper_step=1.0, seed=seed))
+        pcfg = PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations, horizon=1,
+                             max_norm=cfg.max_step, bound="box", gripper="plan", gripper_step=1.0, seed=seed)
+        self.planner = CountingPlanner(make_planner(cfg.planner, wm, pcfg, **dict(cfg.planner_options)))
         self.warm = None
+        self.init = None
+        if cfg.init_policy:
+            from vjepa_fast.train.bc import load_bc_policy
+            from vjepa_fast.train.distill import PolicyWarmStart
+
+            self.init = PolicyWarmStart(load_bc_policy(cfg.init_policy).head, pcfg.max_norm, pcfg.gripper_step,
+                                        pcfg.action_dims)
 
     def act(self, z_obs: Any, state: np.ndarray, z_goal: Any) -> np.ndarray:
         import torch
@@ -127,8 +141,9 @@ class ModelPolicy:
         from vjepa_fast.planning import shift_plan
 
         with torch.inference_mode():
-            res = self.planner.plan(z_obs, torch.as_tensor(state, dtype=torch.float32)[None], z_goal,
-                                    init_mean=self.warm)
+            st = torch.as_tensor(state, dtype=torch.float32)[None]
+            init = self.warm if self.init is None else self.init.init_mean(z_obs, st, z_goal)
+            res = self.planner.plan(z_obs, st, z_goal, init_mean=init)
         self.warm = shift_plan(res.mean)
         return res.actions[0, 0].float().cpu().numpy()
 
@@ -317,10 +332,20 @@ def evaluate(methods: dict[str, str | None], cfg: TaskEvalConfig, out_dir: str |
                 else:
                     def factory(a: Any, t: Any, _bc: Any = bc) -> Any:
                         return _bc
-                trial = run_trial(arm, goal_arm, inst, method, factory, wm, cfg,
+                made: list[Any] = []
+
+                def counted(a: Any, t: Any, _f: Any = factory) -> Any:
+                    made.append(_f(a, t))
+                    return made[-1]
+
+                trial = run_trial(arm, goal_arm, inst, method, counted, wm, cfg,
                                   strip_path=out / "trials" / method / f"{cfg.task}_{i:03d}.png",
                                   goal_cache=goal_cache)
                 trial.index = i
+                planners = [p.planner for p in made if isinstance(p, ModelPolicy)]
+                if planners and sum(p.decisions for p in planners):
+                    trial.model_evals_per_step = (sum(p.model_evals for p in planners)
+                                                  / sum(p.decisions for p in planners))
                 done.append(trial)
                 with open(log, "a", encoding="utf-8") as f:
                     f.write(json.dumps(asdict(trial)) + "\n")
@@ -335,6 +360,11 @@ def evaluate(methods: dict[str, str | None], cfg: TaskEvalConfig, out_dir: str |
     return [t for t in done if t.task == cfg.task]
 
 
+def _mean_or_none(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
 def summarise(trials: list[TaskTrial], methods: list[str]) -> list[dict[str, Any]]:
     rows = []
     for m in methods:
@@ -345,6 +375,7 @@ def summarise(trials: list[TaskTrial], methods: list[str]) -> list[dict[str, Any
                      "success_rate": float(np.mean([t.success for t in ts])),
                      "plan_s_per_step": float(np.nanmean([t.plan_seconds_per_step for t in ts])),
                      "steps_mean": float(np.mean([t.steps for t in ts])),
+                     "model_evals_per_step": _mean_or_none([t.model_evals_per_step for t in ts]),
                      "oracle_layout_success": int(sum(t.oracle_success for t in ts))})
     return rows
 
@@ -357,11 +388,13 @@ def write_report(trials: list[TaskTrial], methods: list[str], cfg: TaskEvalConfi
 
     rows = summarise(trials, methods)
     lines = [f"task {cfg.task}: {cfg.goals} unseen layouts (seeds {cfg.seed}..{cfg.seed + cfg.goals - 1}), "
-             f"<= {cfg.steps} steps, sub-goals {', '.join(SUBGOAL_PHASES[cfg.task])} (budgets {cfg.budgets})", "",
-             "| method | success | mean steps | planning s/step |", "|---|---|---|---|"]
+             f"<= {cfg.steps} steps, sub-goals {', '.join(SUBGOAL_PHASES[cfg.task])} (budgets {cfg.budgets}); "
+             f"planner {cfg.planner}" + (f" {dict(cfg.planner_options)}" if cfg.planner_options else ""), "",
+             "| method | success | mean steps | planning s/step | model evaluations/step |", "|---|---|---|---|---|"]
     for r in rows:
+        evals = "-" if r.get("model_evals_per_step") is None else f"{r['model_evals_per_step']:.0f}"
         lines.append(f"| {r['method']} | {r['success']}/{r['trials']} ({100 * r['success_rate']:.0f}%) | "
-                     f"{r['steps_mean']:.1f} | {r['plan_s_per_step']:.3f} |")
+                     f"{r['steps_mean']:.1f} | {r['plan_s_per_step']:.3f} | {evals} |")
     (out / "sim_eval.md").write_text("\n".join(lines) + "\n")
     (out / "sim_eval.json").write_text(json.dumps({"config": asdict(cfg), "summary": rows}, indent=1))
     fig, ax = plt.subplots(figsize=(1.6 * max(3, len(rows)) + 1, 3.6))
@@ -380,6 +413,8 @@ def write_report(trials: list[TaskTrial], methods: list[str], cfg: TaskEvalConfi
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vjepa_fast.planning.planners import add_planner_arguments
+
     p = argparse.ArgumentParser(prog="sim-eval --task", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = TaskEvalConfig()
@@ -397,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=d.samples, help="CEM samples per iteration")
     p.add_argument("--topk", type=int, default=d.topk, help="CEM elites")
     p.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations")
+    add_planner_arguments(p)
+    p.add_argument("--init-policy", default="", metavar="FILE",
+                   help="a policy file (vjepa-fast distill or train-bc) whose action starts the planner each step "
+                        "(its initial mean) instead of the previous plan shifted")
     p.add_argument("--sim-camera", default=d.camera, metavar="NAME", help="scene camera of the frames")
     p.add_argument("--no-early-stop", action="store_true", help="run every step even after success")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -404,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vjepa_fast.planning.planners import parse_planner_options, planner_options
+
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -413,7 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         methods = parse_methods(a.method)
         cfg = TaskEvalConfig(task=a.task, goals=a.goals, seed=a.seed, max_steps=a.max_steps,
                              subgoal_steps=tuple(a.subgoal_steps), samples=a.samples, topk=a.topk,
-                             iterations=a.iterations, camera=a.sim_camera, stop_on_success=not a.no_early_stop)
+                             iterations=a.iterations, camera=a.sim_camera, stop_on_success=not a.no_early_stop,
+                             planner=a.planner, init_policy=a.init_policy,
+                             planner_options=tuple(parse_planner_options(a.planner_option).items()))
+        planner_options(cfg.planner, **dict(cfg.planner_options))  # bad options: an error now, not mid-run
         from robot.sim import check_camera
 
         check_camera(cfg.camera)

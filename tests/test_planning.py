@@ -413,6 +413,15 @@ def test_cli_plan_and_landscape(tmp_path, capsys):
     assert main(["plan", *common, "--preset", "meta", "--samples", "12", "--iterations", "2"]) == 0
     out = capsys.readouterr().out
     assert "12 samples, top-10, 2 iterations, horizon 1" in out and "dgrip" in out
+    # Another planner, with an option of its own; the evaluations it reports follow from the sizes.
+    assert main(["plan", *common, "--samples", "16", "--iterations", "2", "--horizon", "1", "--planner", "mppi",
+                 "--planner-option", "temperature=0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "plan (mppi): 16 samples" in out and f"{16 * 2 + 2} model evaluations" in out
+    with pytest.raises(SystemExit, match=r"unknown mppi options \['steps'\]"):
+        main(["plan", *common, "--planner", "mppi", "--planner-option", "steps=3"])
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        main(["plan", *common, "--planner", "icem", "--planner-option", "beta"])
     png = tmp_path / "land.png"
     assert main(["energy-landscape", *common, "--steps", "5", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -89,7 +89,7 @@ def test_report(tmp_path):
     rows = summarise(trials, ["a", "b"])
     assert rows[0]["success"] == 2 and rows[0]["final_median_m"] == pytest.approx(0.02) and rows[1]["success"] == 0
     files = write_report(trials, ["a", "b"], cfg, tmp_path)
-    assert "| a | 2/3 (67%)" in files["table"].read_text()
+    assert "| a | 2/3 (67%)" in files["table"].read_text() and "planner: cem" in files["table"].read_text()
     assert files["png"].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(files["json"].read_text())["summary"][1]["method"] == "b"
 
@@ -103,12 +103,15 @@ def test_oracle_reaches_a_goal_on_the_simulator(tmp_path):
     os.environ.setdefault("MUJOCO_GL", "egl")
     model = "robot/assets/sim_demo_world_model.safetensors"  # only encodes the logged frames here
     methods = {"oracle": None, "model": model}
-    cfg = EvalConfig(goals=1, max_steps=3, samples=8, topk=2, iterations=1, horizon=1)
+    # The model plans with iCEM here (--planner): its evaluations per decision are its population (8), the mean
+    # scored at the last iteration and the returned plan.
+    cfg = EvalConfig(goals=1, max_steps=3, samples=8, topk=2, iterations=1, horizon=1, planner="icem")
     trials = evaluate(methods, cfg, tmp_path, progress=False)
     by = {t.method: t for t in trials}
     assert by["oracle"].ok and by["oracle"].success, by["oracle"]
     assert by["oracle"].final_distance < 0.01 and len(by["oracle"].distances) == 4
     assert by["model"].ok and by["model"].steps == 3 and by["model"].plan_seconds_per_step > 0
+    assert by["model"].model_evals_per_step == 8 + 1 + 1 and by["oracle"].model_evals_per_step is None
     lines = (tmp_path / "trials.jsonl").read_text().splitlines()
     assert len(lines) == 2
     assert len(evaluate(methods, cfg, tmp_path, progress=False)) == 2  # resumed: nothing re-run

@@ -104,12 +104,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     import torch
 
-    from vjepa_fast.planning import CEMPlanner
+    from vjepa_fast.planning.planners import make_planner, parse_planner_options, planner_options
 
     cfg = _planner_config(args)
+    try:
+        options = parse_planner_options(args.planner_option)
+        planner_options(args.planner, **options)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     wm = _load_world_model(args, cfg.dtype)
     state = torch.tensor([args.state], dtype=torch.float32, device=args.device)
-    planner = CEMPlanner(wm, cfg)
+    planner = make_planner(args.planner, wm, cfg, **options)
+    cfg = planner.config
     z_obs = wm.encode_image_files([args.obs]).to(args.device)
     z_goal = wm.encode_image_files([args.goal]).to(args.device)
     t0 = time.perf_counter()
@@ -120,8 +126,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     coarse_dt = dtype_name(planner.coarse_model.dtype) if cfg.coarse_iterations else ""
     coarse = f" ({cfg.coarse_iterations} in {coarse_dt})" if cfg.coarse_iterations else ""
     extras = "".join([", elites kept" if cfg.keep_elites else "", ", best returned" if cfg.return_best else ""])
-    print(f"plan: {cfg.num_samples} samples, top-{cfg.topk}, {cfg.iterations} iterations{coarse}, horizon "
-          f"{cfg.horizon}, {dtype_name(wm.dtype)}{extras}, {dt:.2f} s")
+    print(f"plan ({args.planner}): {cfg.num_samples} samples, top-{cfg.topk}, {cfg.iterations} iterations{coarse}, "
+          f"horizon {cfg.horizon}, {dtype_name(wm.dtype)}{extras}, {int(res.stats['model_evals'])} model "
+          f"evaluations, {dt:.2f} s")
     for h, a in enumerate(res.actions[0].tolist()):
         print(f"step {h}: dxyz = ({a[0]:+.4f}, {a[1]:+.4f}, {a[2]:+.4f}) m  drot = (0, 0, 0)  dgrip = {a[6]:+.3f}")
     print(f"energy of the plan: {res.energy[0].item():.5f}")
@@ -273,6 +280,9 @@ encoder.safetensors (the target encoder, for downstream use).""",
     sub.add_parser("train-bc", add_help=False,
                    help="goal-image-conditioned behaviour cloning on a latent cache: the manipulation baseline "
                         "(see `vjepa-fast train-bc --help`)")
+    sub.add_parser("distill", add_help=False,
+                   help="an amortised policy distilled from the planner's decisions (DAgger in the world model's "
+                        "latents): one forward per decision, or CEM's initial mean (see `vjepa-fast distill --help`)")
     sub.add_parser("train-ac", add_help=False,
                    help="V-JEPA 2-AC post-training from recorded episodes or DROID (--config FILE or --preset; "
                         "the latent cache is built when needed; see `vjepa-fast train-ac --help`)")
@@ -304,6 +314,9 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.add_argument("--coarse-iterations", type=int, default=None,
                    help="roll out the first N iterations in bf16 (where the CPU/GPU does bf16 natively), the "
                         "rest in --dtype")
+    from vjepa_fast.planning.planners import add_planner_arguments
+
+    add_planner_arguments(p)
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(
@@ -352,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vjepa_fast.train.bc import main as train_bc_main
 
         return train_bc_main(argv[1:])
+    if argv[:1] == ["distill"]:
+        from vjepa_fast.train.distill import main as distill_main
+
+        return distill_main(argv[1:])
     if argv[:1] == ["probe"]:  # attentive probes: its own parser (vjepa_fast.probes.run.main)
         from vjepa_fast.probes.run import main as probe_main
 

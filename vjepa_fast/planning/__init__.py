@@ -1,4 +1,5 @@
-"""Latent MPC planning with V-JEPA 2-AC: world model rollouts and the batched CEM planner (SPEC section 6).
+"""Latent MPC planning with V-JEPA 2-AC: world model rollouts, the batched CEM planner (SPEC section 6), and
+MPPI, iCEM, gradient and CEM + gradient planners behind the same `plan` interface (`make_planner`).
 
 Depends on models and ops only (never on train/ or robot/): robot/ drives the planner, not the other way round.
 """
@@ -13,10 +14,13 @@ from vjepa_fast.planning.cem import (
     shift_plan,
     to_actions,
 )
+from vjepa_fast.planning.planners import PLANNERS, make_planner
 from vjepa_fast.planning.world_model import PlanningModel, WorldModel
 
 __all__ = [
     "CEMPlanner",
+    "PLANNERS",
+    "make_planner",
     "GoalSequence",
     "PlanResult",
     "PlannerConfig",

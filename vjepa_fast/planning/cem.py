@@ -261,7 +261,8 @@ class PlanResult:
     actions: [B, H, 7] the plan as robot actions (rotation deltas 0; gripper through the config's
     gripper_deadband). energy: [B] energy of `actions`.
     std: [B, H, A] the final spread. stats: per-iteration [B, iterations] tensors: "best" (lowest sample
-    energy), "elite_mean" (mean elite energy), "std" (mean std after the refit).
+    energy), "elite_mean" (mean elite energy), "std" (mean std after the refit); and "model_evals", a 0-d tensor:
+    sequences rolled out for this plan (all planners of `planning.planners` report it).
     """
 
     mean: torch.Tensor
@@ -530,6 +531,7 @@ class CEMPlanner:
         best, elite_mean, std_mean = [], [], []
         h, a = cfg.horizon, cfg.action_dims
         kept = None  # (elite samples [B, k, H, A], their energies [B, k], the model that scored them)
+        evals = 0  # sequences rolled out, for stats["model_evals"]
         for it in range(cfg.iterations):
             model = self.coarse_model if it < cfg.coarse_iterations else self.model
             if normals_at is None:
@@ -539,10 +541,12 @@ class CEMPlanner:
                 samples = cem_sample(mean, std, lower, upper, cfg.num_samples, ball_radius=ball, ball_dims=3,
                                      normals=normals_at(it), validate=validate)
             energies = l1_energy(model.rollout(z_obs, state, to_actions(samples)), z_goal)
+            evals += cfg.num_samples
             if kept is not None:
                 kept_samples, kept_energies, scorer = kept
                 if scorer is not model:  # coarse -> main model: energies on one scale
                     kept_energies = l1_energy(model.rollout(z_obs, state, to_actions(kept_samples)), z_goal)
+                    evals += kept_samples.shape[1]
                 samples = torch.cat([samples, kept_samples], 1)
                 energies = torch.cat([energies, kept_energies], 1)
             mean, std, idx = cem_refit(samples, energies, mean, std, cfg.topk, momentum_pos=cfg.momentum_pos,
@@ -566,8 +570,9 @@ class CEMPlanner:
         else:
             actions = returned_actions(mean, cfg)
             energy = l1_energy(self.model.rollout(z_obs, state, actions[:, None]), z_goal)[:, 0]
+        evals += 2 if cfg.return_best else 1
         stats = {"best": torch.stack(best, 1), "elite_mean": torch.stack(elite_mean, 1),
-                 "std": torch.stack(std_mean, 1)}
+                 "std": torch.stack(std_mean, 1), "model_evals": torch.tensor(evals)}
         return PlanResult(mean=mean, actions=actions, energy=energy, std=std, stats=stats)
 
     def plan_images(

@@ -230,6 +230,27 @@ class WorldModel(nn.Module):
         out = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
         return out.view(b, s, h, n, d) if return_all else out.view(b, s, n, d)
 
+    def rollout_differentiable(self, z0: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """`rollout` with autograd from the result back to `actions` (for gradient planners): the predictor's
+        own forward with a KV cache, its weights frozen, in this model's dtype. [B, S, N, D] float32."""
+        check_rollout_inputs(self.latent_shape, z0, state, actions)
+        b, s, h, _ = actions.shape
+        if h > self.max_horizon:
+            raise ValueError(f"horizon {h} exceeds the predictor's {self.max_horizon} time steps")
+        dev = next(self.predictor.parameters()).device
+        z0, state, actions = z0.to(dev), state.to(dev, torch.float32), actions.to(dev, torch.float32)
+        states = rollout_states(state[:, None, :], actions, gripper_range=self.gripper_range)
+        n, d = self.latent_shape
+        a = actions.reshape(b * s, h, ACTION_DIM).to(self.dtype)
+        st = states[:, :, :h].reshape(b * s, h, ACTION_DIM).to(self.dtype)
+        x = z0.to(self.dtype).repeat_interleave(s, 0)
+        cache = ACKVCache() if h > 1 else None
+        for t in range(h):
+            out = self.predictor(x, a[:, t : t + 1], st[:, t : t + 1], cache=cache)
+            z = F.layer_norm(out.float(), (d,), eps=TARGET_LN_EPS)
+            x = z.to(self.dtype)
+        return z.view(b, s, n, d)
+
     def _rollout_rows(
         self, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, return_all: bool
     ) -> torch.Tensor:
