@@ -276,3 +276,87 @@ def test_behaviour_cloning_learns_and_round_trips(tmp_path: Path):
     assert a.shape == (7,) and np.all(np.isfinite(a)) and np.all(a[3:6] == 0)
     assert main(["--cache", str(tmp_path / "nothing"), "--encoder", str(tmp_path / "enc.safetensors"),
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_distilled_policy_follows_the_planner(tmp_path: Path):
+    """vjepa-fast distill on a small cache of physics episodes and a tiny world model: the file loads as a BC
+    policy, and on held-out problems the policy's actions are closer to the planner's than doing nothing is
+    (xyz), and it decides faster than the planner; a DAgger round adds the visited latents to the data."""
+    import torch
+
+    from robot.generate_physics import PhysicsGenConfig, generate_physics
+    from vjepa_fast.checkpoints import save_safetensors
+    from vjepa_fast.data.episodes import PlannerPreprocess, find_episodes, read_episode
+    from vjepa_fast.data.latent_cache import build_latent_cache
+    from vjepa_fast.models import ActionConditionedPredictor, ACPredictorConfig, EncoderConfig, VideoEncoder
+    from vjepa_fast.planning import PlannerConfig
+    from vjepa_fast.train.bc import load_bc_policy
+    from vjepa_fast.train.distill import main
+
+    cfg = PhysicsGenConfig(episodes=3, steps=6, seed=4, size=64, mix=(1.0, 1.0, 0.0, 1.0))
+    generate_physics(tmp_path / "eps", cfg, workers=1, progress=False)
+    torch.manual_seed(0)
+    enc = VideoEncoder(EncoderConfig.tiny()).eval()
+    pred = ActionConditionedPredictor(ACPredictorConfig.tiny()).eval()
+    with torch.no_grad():  # random weights that make the action matter (trunc-normal 0.02 barely does)
+        pred.action_encoder.weight.normal_(0.0, 2.0)
+    save_safetensors(tmp_path / "wm.safetensors", {"encoder": enc, "predictor": pred})
+    build_latent_cache(tmp_path / "cache", find_episodes(tmp_path / "eps"), enc, preprocess=PlannerPreprocess(size=64),
+                       reader=read_episode)
+    args = ["--world-model", str(tmp_path / "wm.safetensors"), "--cache", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "d"), "--samples", "24", "--topk", "4", "--iterations", "2",
+            "--problems", "96", "--rounds", "1", "--dagger-problems", "16", "--rollout-steps", "2",
+            "--fit-steps", "300", "--batch-size", "32"]
+    assert main(args) == 0
+    m = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert [r["data"] for r in m["log"]] == [96, 96 + 16 * 2]
+    v = m["validation"]
+    assert v["seconds_per_decision_policy"] < v["seconds_per_decision_planner"]
+    policy = load_bc_policy(tmp_path / "d" / "policy.safetensors")
+    assert policy.head.config.tokens == 16 and policy.head.config.dim == 96
+    # Closer to the planner than the zero action is (the planner's own mean |xyz| is the zero action's error).
+    from vjepa_fast.train.distill import _problems, head_to_actions, label
+    from vjepa_fast.data.latent_cache import LatentCache
+    from vjepa_fast.planning import WorldModel
+    from vjepa_fast.planning.planners import make_planner
+
+    cache = LatentCache(tmp_path / "cache", encoder=enc)
+    zo, zg, st = _problems(cache, list(range(len(cache))), np.random.default_rng(7), 32, 6)
+    wm = WorldModel(enc, pred, dtype="float32")
+    pcfg = PlannerConfig(num_samples=24, topk=4, iterations=2, horizon=1, max_norm=0.05, gripper="plan")
+    a_plan = label(make_planner("cem", wm, pcfg), zo, st, zg, 32, 5)
+    with torch.inference_mode():
+        a_pol = head_to_actions(policy.head(zo, zg, st), 0.05, 1.0)
+    assert (a_pol[:, :3] - a_plan[:, :3]).abs().mean() < a_plan[:, :3].abs().mean()
+    assert main([*args[:4], "--out", str(tmp_path / "x"), "--planner", "mppi", "--planner-option", "steps=2"]) == 2
+
+
+SHIPPED_MANIP = Path(__file__).resolve().parents[1] / "robot" / "assets" / "sim_manip_world_model.safetensors"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_shipped_manipulation_model_short_eval(tmp_path: Path, task: str):
+    """CI's short version of the manipulation evaluation: the shipped world model planned on 2 unseen layouts
+    per task for a few steps. Checks the pipeline (the model loads, plans 7-D actions that move
+    the arm and the gripper, the sub-goals switch, the report is written), not the success rate: that is the
+    full evaluation's (benchmarks/MANIP_RECIPE.md)."""
+    from vjepa_fast.checkpoints.safetensors import safetensors_info
+    from vjepa_fast.cli import main
+
+    assert SHIPPED_MANIP.is_file(), "robot/assets/sim_manip_world_model.safetensors is part of the repository"
+    info = safetensors_info(SHIPPED_MANIP)
+    assert info.get("camera") == "table_right", info  # trained on the camera the tasks render
+    out = tmp_path / "ev"
+    steps = 4
+    assert main(["sim-eval", "--task", task, "--goals", "2", "--seed", "11", "--max-steps", str(steps),
+                 "--subgoal-steps", *(["2"] * {"grasp": 3, "push": 2, "pick_place": 4}[task]),
+                 "--samples", "16", "--iterations", "2", "--no-early-stop",
+                 "--method", f"ours={SHIPPED_MANIP}", "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in json.loads((out / "sim_eval.json").read_text())["summary"]}
+    assert rows["ours"]["trials"] == 2 and 0 < rows["ours"]["plan_s_per_step"] < 60
+    trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    ours = [t for t in trials if t["method"] == "ours"]
+    assert len(ours) == 2 and all(t["steps"] == steps for t in ours)
+    assert all(t["subgoal_at_step"][-1] > 0 for t in ours), "the sub-goals never switched"
+    assert all(len(t["latent_distance"]) == steps for t in ours)
+    assert (out / "trials" / "ours" / f"{task}_000.png").is_file()
