@@ -16,7 +16,9 @@
 # Settings (environment): OUT (runs/manip), EPISODES (2500) x STEPS (20 actions: 50,000 transitions), WORKERS (2),
 # HELDOUT (100 episodes, seed 500, for the diagnostics), PRETRAIN_STEPS (6000), PRETRAIN_BATCH (16), AC_STEPS
 # (600), BC_STEPS (1000), GOALS (20 layouts per task), TASKS (grasp push pick_place),
-# EXPORT (OUT/world_model.safetensors; robot/assets/sim_manip_world_model.safetensors to ship it).
+# EXPORT (OUT/world_model.safetensors; robot/assets/sim_manip_world_model.safetensors to ship it),
+# V21_STEPS (0 = off): also pretrain a tiny V-JEPA 2.1 encoder (objective vjepa2_1, preset v21_tiny_cpu) that many
+# steps on the same video, train the AC predictor on it, and evaluate it as method ours-v2.1 beside the others.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/manip}
@@ -29,6 +31,7 @@ PRETRAIN_BATCH=${PRETRAIN_BATCH:-16}
 AC_STEPS=${AC_STEPS:-600}
 BC_STEPS=${BC_STEPS:-1000}
 GOALS=${GOALS:-20}
+V21_STEPS=${V21_STEPS:-0}
 TASKS=${TASKS:-grasp push pick_place}
 EXPORT=${EXPORT:-$OUT/world_model.safetensors}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -63,6 +66,15 @@ if [ ! -f "$EXPORT" ] || ! cmp -s "$OUT/ac/world_model.safetensors" "$EXPORT"; t
   cp "$OUT/ac/world_model.safetensors" "$EXPORT"
 fi
 ac "random:tiny@128" "$OUT/ac_random"
+v21_method=()
+if [ "$V21_STEPS" -gt 0 ]; then
+  log "3b/5 V-JEPA 2.1: tiny 2.1 encoder, $V21_STEPS steps -> $OUT/pretrain_v21; its AC predictor -> $OUT/ac_v21"
+  vjepa-fast pretrain --preset v21_tiny_cpu "data.sources=[\"$OUT/episodes\"]" data.crop_size=128 \
+    cooldown.crop_size=128 "steps=$V21_STEPS" "global_batch_size=$PRETRAIN_BATCH" optim.warmup_steps=200 \
+    save_every=250 "out_dir=$OUT/pretrain_v21"
+  ac "$OUT/pretrain_v21/encoder.safetensors" "$OUT/ac_v21"
+  v21_method=(--method "ours-v2.1=$OUT/ac_v21/world_model.safetensors")
+fi
 t3=$SECONDS
 
 log "4/5 train-bc: $BC_STEPS steps on the pretrained encoder's latents -> $OUT/bc"
@@ -79,7 +91,7 @@ done
 for task in $TASKS; do
   vjepa-fast sim-eval --task "$task" --goals "$GOALS" --out "$OUT/sim_eval_$task" --method "ours=$EXPORT" \
     --method "ours-random-encoder=$OUT/ac_random/world_model.safetensors" --method "bc=bc:$OUT/bc/policy.safetensors" \
-    --method random-actions --method oracle
+    --method random-actions --method oracle "${v21_method[@]}"
 done
 t5=$SECONDS
 log "done in $((t5 - t0)) s: generate $((t1 - t0)) s, pretrain $((t2 - t1)) s, train-ac $((t3 - t2)) s," \
