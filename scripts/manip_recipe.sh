@@ -9,26 +9,26 @@
 #                 vjepa-fast sim-eval --task grasp / push / pick_place on unseen layouts with every baseline
 # Every step is resumable: stop anywhere (Ctrl-C) and run the script again with the same settings.
 #
-#   bash scripts/manip_recipe.sh                   # the shipped model's settings (hours on a 2-core CPU)
+#   bash scripts/manip_recipe.sh                   # the shipped model's settings (~1.2 h on a 2-core CPU)
 #   EPISODES=8 STEPS=8 HELDOUT=4 PRETRAIN_STEPS=4 AC_STEPS=4 BC_STEPS=4 GOALS=1 OUT=runs/manip_smoke \
 #     bash scripts/manip_recipe.sh                 # a smoke run: minutes
 #
-# Settings (environment): OUT (runs/manip), EPISODES (2500) x STEPS (20 actions: 50,000 transitions), WORKERS (2),
-# HELDOUT (100 episodes, seed 500, for the diagnostics), PRETRAIN_STEPS (6000), PRETRAIN_BATCH (16), AC_STEPS
-# (600), BC_STEPS (1000), GOALS (20 layouts per task), TASKS (grasp push pick_place),
+# Settings (environment; the defaults made the shipped model): OUT (runs/manip), EPISODES (1000) x STEPS (20 actions:
+# 20,000 transitions), WORKERS (2), HELDOUT (50 episodes, seed 500, for the diagnostics), PRETRAIN_STEPS (3000),
+# PRETRAIN_BATCH (16), AC_STEPS (1500), BC_STEPS (1000), GOALS (20 layouts per task), TASKS (grasp push pick_place),
 # EXPORT (OUT/world_model.safetensors; robot/assets/sim_manip_world_model.safetensors to ship it),
 # V21_STEPS (0 = off): also pretrain a tiny V-JEPA 2.1 encoder (objective vjepa2_1, preset v21_tiny_cpu) that many
 # steps on the same video, train the AC predictor on it, and evaluate it as method ours-v2.1 beside the others.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/manip}
-EPISODES=${EPISODES:-2500}
+EPISODES=${EPISODES:-1000}
 STEPS=${STEPS:-20}
 WORKERS=${WORKERS:-2}
-HELDOUT=${HELDOUT:-100}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-6000}
+HELDOUT=${HELDOUT:-50}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-16}
-AC_STEPS=${AC_STEPS:-600}
+AC_STEPS=${AC_STEPS:-1500}
 BC_STEPS=${BC_STEPS:-1000}
 GOALS=${GOALS:-20}
 V21_STEPS=${V21_STEPS:-0}
