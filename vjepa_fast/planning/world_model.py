@@ -204,17 +204,10 @@ class WorldModel(nn.Module):
         Returns [B, S, N, D] float32, layer-normed (the latent after the last action), or with
         return_all [B, S, H, N, D] (after every action).
         """
-        check_rollout_inputs(self.latent_shape, z0, state, actions)
+        z0, flat_a, flat_s = self._rollout_inputs(z0, state, actions)
         b, s, h, _ = actions.shape
-        if h > self.max_horizon:
-            raise ValueError(f"horizon {h} exceeds the predictor's {self.max_horizon} time steps")
-        dev = next(self.predictor.parameters()).device
-        z0, state, actions = z0.to(dev), state.to(dev, torch.float32), actions.to(dev, torch.float32)
-        # [B, S, H+1, 7]: states are advanced in fp32, independently of the latents.
-        states = rollout_states(state[:, None, :], actions, gripper_range=self.gripper_range)
         n, d = self.latent_shape
-        flat_a = actions.reshape(b * s, h, ACTION_DIM)
-        flat_s = states[:, :, :h].reshape(b * s, h, ACTION_DIM)
+        dev = z0.device
         total = b * s
         chunk = total if self.chunk_samples is None else self.chunk_samples
         outs = []
@@ -233,30 +226,49 @@ class WorldModel(nn.Module):
     def rollout_differentiable(self, z0: torch.Tensor, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """`rollout` with autograd from the result back to `actions` (for gradient planners): the predictor's
         own forward with a KV cache, its weights frozen, in this model's dtype. [B, S, N, D] float32."""
+        z0, flat_a, flat_s = self._rollout_inputs(z0, state, actions)
+        b, s = actions.shape[:2]
+        return self._module_steps(z0, flat_a, flat_s, False).view(b, s, *self.latent_shape)
+
+    def _rollout_inputs(
+        self, z0: torch.Tensor, state: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Checks a rollout's inputs; returns z0 on the predictor's device and the actions and visited states
+        flattened over problems and samples, [B * S, H, 7] fp32 (states advanced in fp32 from `state`)."""
         check_rollout_inputs(self.latent_shape, z0, state, actions)
         b, s, h, _ = actions.shape
         if h > self.max_horizon:
             raise ValueError(f"horizon {h} exceeds the predictor's {self.max_horizon} time steps")
         dev = next(self.predictor.parameters()).device
         z0, state, actions = z0.to(dev), state.to(dev, torch.float32), actions.to(dev, torch.float32)
+        # [B, S, H+1, 7]: states are advanced in fp32, independently of the latents.
         states = rollout_states(state[:, None, :], actions, gripper_range=self.gripper_range)
-        n, d = self.latent_shape
-        a = actions.reshape(b * s, h, ACTION_DIM).to(self.dtype)
-        st = states[:, :, :h].reshape(b * s, h, ACTION_DIM).to(self.dtype)
-        x = z0.to(self.dtype).repeat_interleave(s, 0)
+        return z0, actions.reshape(b * s, h, ACTION_DIM), states[:, :, :h].reshape(b * s, h, ACTION_DIM)
+
+    def _module_steps(self, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, return_all: bool
+                      ) -> torch.Tensor:
+        """The predictor's own forward step by step with an ACKVCache: z [M or B, N, D] (B shared by M // B
+        consecutive rows), actions, states [M, H, 7] -> [M, N, D] or [M, H, N, D] fp32, layer-normed."""
+        h, d = actions.shape[1], z.shape[-1]
+        pred = self.predictor
         cache = ACKVCache() if h > 1 else None
+        a, st, x = actions.to(self.dtype), states.to(self.dtype), z.to(self.dtype)
+        if x.shape[0] != a.shape[0]:
+            x = x.repeat_interleave(a.shape[0] // x.shape[0], 0)
+        all_steps = []
         for t in range(h):
-            out = self.predictor(x, a[:, t : t + 1], st[:, t : t + 1], cache=cache)
-            z = F.layer_norm(out.float(), (d,), eps=TARGET_LN_EPS)
-            x = z.to(self.dtype)
-        return z.view(b, s, n, d)
+            zt = F.layer_norm(pred(x, a[:, t : t + 1], st[:, t : t + 1], cache=cache).float(), (d,),
+                              eps=TARGET_LN_EPS)
+            if return_all:
+                all_steps.append(zt)
+            x = zt.to(self.dtype)
+        return torch.stack(all_steps, 1) if return_all else zt
 
     def _rollout_rows(
         self, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, return_all: bool
     ) -> torch.Tensor:
         """z: [M, N, D] fp32 (or [B, N, D] shared by M // B consecutive rows with "lean"); actions, states:
         [M, H, 7] -> [M, N, D] or [M, H, N, D] fp32."""
-        h = actions.shape[1]
         d = z.shape[-1]
 
         def norm(out: torch.Tensor) -> torch.Tensor:
@@ -268,20 +280,7 @@ class WorldModel(nn.Module):
             out = self._lean(z, actions, states, return_all=return_all, between_steps=norm)
             out = norm(out)
             return out if return_all else out[:, 0]
-        pred = self.predictor
-        cache = ACKVCache() if h > 1 else None
-        a = actions.to(self.dtype)
-        st = states.to(self.dtype)
-        x = z.to(self.dtype)
-        if x.shape[0] != a.shape[0]:
-            x = x.repeat_interleave(a.shape[0] // x.shape[0], 0)
-        all_steps = []
-        for t in range(h):
-            zt = norm(pred(x, a[:, t : t + 1], st[:, t : t + 1], cache=cache))
-            if return_all:
-                all_steps.append(zt)
-            x = zt.to(self.dtype)
-        return torch.stack(all_steps, 1) if return_all else zt
+        return self._module_steps(z, actions, states, return_all)
 
 
 def _frozen_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
