@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How close robot/generate.py's kinematic arm is to the live controller: the same moves through franky-sim (a
+"""How close robot/simtools/generate.py's kinematic arm is to the live controller: the same moves through franky-sim (a
 SimServer) and a 1 kHz Cartesian-impedance pose loop like robot/control.py's (same ruckig trajectory and
 limits), then the joint configurations compared at rest.
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     import pylibfranka as pf
 
     from robot.collect import collection_box, collection_safety
-    from robot.generate import KinematicArm
+    from robot.simtools.generate import KinematicArm
     from robot.safety import safe_target
     from robot.sim import SimServer
 

@@ -1,7 +1,7 @@
 """Attentive probe on simulator episodes: the direction of the end-effector's move between two frames, read by a
 probe on the sim recipe's pretrained encoder vs a random encoder of the same preset (benchmarks/RESULTS.md).
 
-    python robot/generate.py --out data/sim_probe/episodes --episodes 200 --steps 8 --seed 7 --workers 2
+    python robot/simtools/generate.py --out data/sim_probe/episodes --episodes 200 --steps 8 --seed 7 --workers 2
     python benchmarks/probe_sim_direction.py data/sim_probe/episodes --out runs/probe_sim
 
 Each transition (frame i, frame i+1) of an episode becomes a 2-frame mp4 (one tubelet); its label is the axis and
@@ -61,7 +61,7 @@ def write_clips(episodes: list[str], out: Path, val_fraction: float = 0.25, seed
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("episodes", help="folder of generated episodes (robot/generate.py)")
+    ap.add_argument("episodes", help="folder of generated episodes (robot/simtools/generate.py)")
     ap.add_argument("--out", default="runs/probe_sim")
     ap.add_argument("--encoder", action="append", default=None, metavar="NAME=SPEC",
                     help="default: pretrained=robot/assets/sim_demo_world_model.safetensors and random=random:tiny")

@@ -5,7 +5,7 @@ and, per camera, how large and how visible the hand (hand + fingers) is.
     MUJOCO_GL=egl .venv/bin/python benchmarks/sim_cameras.py --out benchmarks/sim_cameras.png
 
 Poses: home, then the 8 corners of robot/collect.py's box; a corner out of the arm's reach is replaced by the
-last reachable point on the straight way to it (robot/generate.py's reach test). The arm gets there as the
+last reachable point on the straight way to it (robot/simtools/generate.py's reach test). The arm gets there as the
 generator moves it (franky-sim's IK, in safe steps from franky-sim's initial q). Per pose and camera:
 "area" = the hand's visible pixels / frame, "bbox" = the larger side of the box around the whole hand (visible
 or not) in px, "visible" = visible / whole-hand pixels (1 = nothing in front of it), "edge" = the hand touches
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import mujoco
     from PIL import Image
 
-    from robot.generate import SimScene
+    from robot.simtools.generate import SimScene
     from robot.sim import CAMERAS
 
     scene = SimScene(next(iter(CAMERAS)), a.size)

@@ -35,7 +35,7 @@ def _center_square(frame: np.ndarray, size: int) -> np.ndarray:
 
 class SceneRenderer:
     """Renders the simulator's MuJoCo scene from a joint state (qpos) through one named camera: the one code
-    path of the `sim` camera process and of robot/generate.py, so both give the same pixels for the same qpos.
+    path of the `sim` camera process and of robot/simtools/generate.py, so both give the same pixels for the same qpos.
 
         scene = SceneRenderer.from_file("scene.xml", 256, "scene_cam")
         frame = scene.render(qpos)  # uint8 [size, size, 3] RGB

@@ -119,7 +119,7 @@ class MPCRunner:
     def run(self, max_steps: int, *, stop_control: bool = True) -> MPCSummary:
         """Up to max_steps observe -> plan -> act steps. stop_control=False leaves the 1 kHz loop running at
         the end (holding the last target) when the episode finished without error, so one rig can serve many
-        episodes (`robot/sim_eval.py`); on any error the arm is always stopped."""
+        episodes (`robot/simtools/sim_eval.py`); on any error the arm is always stopped."""
         from vjepa_fast.data.episodes import EpisodeWriter
         from vjepa_fast.planning import GoalSequence, shift_plan
 

@@ -45,7 +45,7 @@ class Rig:
         self.camera_fps, self.camera_timeout, self.camera_device = camera_fps, camera_timeout, camera_device
         self.use_gripper, self.error_recovery, self.max_log_seconds = gripper, error_recovery, max_log_seconds
         self.rt_priority, self.control_cpu = rt_priority, control_cpu
-        self.sim_objects = sim_objects  # a task layout: where the simulator's objects start (robot/tasks.py)
+        self.sim_objects = sim_objects  # a task layout: where the simulator's objects start (robot/simtools/tasks.py)
         self.sim: SimServer | None = None
         self.camera: CameraProcess | None = None
         self.control: ControlProcess | None = None

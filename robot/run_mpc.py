@@ -127,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--subgoal-threshold", type=float, default=None,
                    help="latent distance below which the next sub-goal is taken")
     g.add_argument("--task", default=None, choices=("grasp", "push", "pick_place"),
-                   help="(--sim) a manipulation task of robot/tasks.py: the layout of --task-seed placed in the "
+                   help="(--sim) a manipulation task of robot/simtools/tasks.py: the layout of --task-seed placed in the "
                         "simulator, its sub-goal images rendered by the scripted oracle, the gripper planned and "
                         "commanded open/closed, sub-goals switched by step budget or plateau; prints success")
     g.add_argument("--task-seed", type=int, default=None,
@@ -284,9 +284,9 @@ def _prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
     """The task instance, its sub-goal frames (the scripted oracle in the in-process physics, saved as
     goal_K.png), the manipulation workspace (unless --workspace-* were given) and the episode settings."""
     from robot.camera import save_png
-    from robot.physics import PhysicsArm, manipulation_safety
-    from robot.task_eval import DEFAULT_STEPS, DEFAULT_SUBGOAL_STEPS
-    from robot.tasks import draw_task, goal_frames
+    from robot.simtools.physics import PhysicsArm, manipulation_safety
+    from robot.simtools.task_eval import DEFAULT_STEPS, DEFAULT_SUBGOAL_STEPS
+    from robot.simtools.tasks import draw_task, goal_frames
 
     inst = draw_task(args.task, 0 if args.task_seed is None else args.task_seed)
     with PhysicsArm(args.sim_camera, 256) as arm:
@@ -306,11 +306,11 @@ def _prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
 
 def _start_task(rig, safety, task: dict, settle: float):
     """Opens the hand, moves the arm to the task's start (READY) through the control loop, and returns the
-    early-stop check: the live simulator's state (qpos) judged by robot/tasks.py `success`."""
+    early-stop check: the live simulator's state (qpos) judged by robot/simtools/tasks.py `success`."""
     from robot import shm
-    from robot.physics import PhysicsArm
+    from robot.simtools.physics import PhysicsArm
     from robot.safety import safe_target
-    from robot.tasks import READY, success
+    from robot.simtools.tasks import READY, success
 
     if rig.gripper is not None:
         rig.gripper.wait_done(rig.gripper.command(safety.gripper_width_open), settle)

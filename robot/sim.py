@@ -89,13 +89,13 @@ CAMERAS: dict[str, CameraPreset] = {c.name: c for c in (
     CameraPreset.look_at("high_left", (1.176, 0.446, 1.052), (0.55, 0.022, 0.537), 43.0,
                          "higher 3/4 view from the front-left (35 deg off the front, 35 deg up, 0.95 m): hand, arm "
                          "and the table with its objects; the wrist hides part of the hand"),
-    # The manipulation tasks' camera (robot/tasks.py): the table region the cube starts and ends in (x 0.44-0.64,
+    # The manipulation tasks' camera (robot/simtools/tasks.py): the table region the cube starts and ends in (x 0.44-0.64,
     # y +-0.16) with the hand up to 0.25 m above it, from the front-right like DROID's exterior cameras.
     CameraPreset.look_at("table_right", (1.0, -0.42, 0.54), (0.54, 0.0, 0.13), 46.0,
                          "front-right, 35 deg down onto the table (0.7 m): the manipulation region, objects and "
                          "hand large; the arm's upper links out of view"),
 )}
-# The camera collection (robot/collect.py, robot/generate.py), goal rendering and MPC (robot/run_mpc.py) use
+# The camera collection (robot/collect.py, robot/simtools/generate.py), goal rendering and MPC (robot/run_mpc.py) use
 # unless told otherwise (`--sim-camera NAME`).
 DEFAULT_CAMERA = "front_right"
 
@@ -133,7 +133,7 @@ def resolve_sim_camera(given: str | None, model_file: str | os.PathLike | None) 
 
 def build_scene(sim: Any, objects: dict[str, Any] | None = None) -> None:
     """Adds the table, objects and every camera of CAMERAS to a franky-sim MujocoSimulator before it starts.
-    objects: name -> (x, y, yaw) to place some objects elsewhere on the table (a task layout, robot/tasks.py)."""
+    objects: name -> (x, y, yaw) to place some objects elsewhere on the table (a task layout, robot/simtools/tasks.py)."""
     for vis in sim.scene.iter("quality"):
         # Software (EGL/Mesa) rendering: shadows and multisampling cost ~6x in frame rate.
         vis.set("shadowsize", "0")
@@ -161,7 +161,7 @@ def build_scene(sim: Any, objects: dict[str, Any] | None = None) -> None:
 
 def new_simulator(objects: dict[str, Any] | None = None) -> Any:
     """franky-sim's MujocoSimulator with one FR3 and our scene (objects: see `build_scene`), not yet started:
-    what the server runs and what robot/generate.py compiles (so both see the same model)."""
+    what the server runs and what robot/simtools/generate.py compiles (so both see the same model)."""
     from franky_sim.mujoco_simulator import MujocoSimulator
 
     sim = MujocoSimulator(enable_visualization=False)

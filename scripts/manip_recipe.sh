@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The manipulation recipe from nothing, through the public commands (benchmarks/MANIP_RECIPE.md):
-#   1. generate   robot/generate_physics.py: episodes with contact (physics in-process, gripper in state and action)
+#   1. generate   robot/simtools/generate_physics.py: episodes with contact (physics in-process, gripper in state and action)
 #   2. pretrain   vjepa-fast pretrain: a tiny V-JEPA 2 encoder on those episodes' video at 128 px (stage 1)
 #   3. train-ac   vjepa-fast train-ac --preset manip_tiny: the AC predictor on the frozen encoder (stage 2), and the
 #                 same on a random encoder (the baseline that says whether stage 1 earns its place)
@@ -43,9 +43,9 @@ log() { echo "[manip_recipe $(date +%H:%M:%S)] $*"; }
 t0=$SECONDS
 
 log "1/5 generate: $EPISODES episodes x $STEPS actions -> $OUT/episodes (held-out: $HELDOUT, seed 500)"
-python robot/generate_physics.py --out "$OUT/episodes" --episodes "$EPISODES" --steps "$STEPS" --seed 0 \
+python robot/simtools/generate_physics.py --out "$OUT/episodes" --episodes "$EPISODES" --steps "$STEPS" --seed 0 \
   --workers "$WORKERS"
-python robot/generate_physics.py --out "$OUT/heldout" --episodes "$HELDOUT" --steps "$STEPS" --seed 500 \
+python robot/simtools/generate_physics.py --out "$OUT/heldout" --episodes "$HELDOUT" --steps "$STEPS" --seed 500 \
   --workers "$WORKERS"
 t1=$SECONDS
 

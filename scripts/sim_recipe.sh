@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole simulator recipe from nothing, through the public commands (benchmarks/SIM_RECIPE.md):
-#   1. generate   robot/generate.py: random-exploration episodes rendered from the simulator's MuJoCo model
+#   1. generate   robot/simtools/generate.py: random-exploration episodes rendered from the simulator's MuJoCo model
 #   2. pretrain   vjepa-fast pretrain: a tiny V-JEPA 2 encoder on those episodes' video (stage 1)
 #   3. train-ac   vjepa-fast train-ac --preset sim_tiny: latent cache (built once) + the AC predictor (stage 2)
 #                 on the frozen encoder, exported as one world-model file (encoder + predictor, camera recorded)
@@ -41,7 +41,7 @@ log() { echo "[sim_recipe $(date +%H:%M:%S)] $*"; }
 t0=$SECONDS
 
 log "1/4 generate: $EPISODES episodes x 12 moves, camera $CAMERA -> $OUT/episodes"
-python robot/generate.py --out "$OUT/episodes" --episodes "$EPISODES" --steps 12 --seed 0 \
+python robot/simtools/generate.py --out "$OUT/episodes" --episodes "$EPISODES" --steps 12 --seed 0 \
   --sim-camera "$CAMERA" --workers "$WORKERS"
 t1=$SECONDS
 
@@ -65,7 +65,7 @@ fi
 t3=$SECONDS
 
 log "4/4 evaluate: (a) energy quality, (b) ceiling, closed loop on $GOALS unseen goals"
-python robot/generate.py --out "$OUT/heldout" --episodes "$HELDOUT" --steps 12 --seed 500 --sim-camera "$CAMERA" \
+python robot/simtools/generate.py --out "$OUT/heldout" --episodes "$HELDOUT" --steps 12 --seed 500 --sim-camera "$CAMERA" \
   --workers "$WORKERS"
 vjepa-fast energy-quality --episodes "$OUT/heldout" --encoder "model=$EXPORT" --encoder "random=random:tiny" \
   --max-frames $((HELDOUT * 13)) --out "$OUT/energy_quality"

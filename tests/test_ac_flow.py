@@ -1,4 +1,4 @@
-"""The README's three-command flow, small, against the simulator: record episodes (robot/generate.py, and
+"""The README's three-command flow, small, against the simulator: record episodes (robot/simtools/generate.py, and
 robot/collect.py through the libfranka protocol) -> `vjepa-fast train-ac --config configs/ac_sim_tiny.toml` on
 both folders (it builds the latent cache itself) -> `robot/run_mpc.py --sim --predictor` with the new model."""
 
@@ -31,7 +31,7 @@ def test_record_train_ac_plan(tmp_path: Path) -> None:
 
     data, recorded, run, mpc = tmp_path / "sim_random", tmp_path / "recorded", tmp_path / "ac", tmp_path / "mpc"
     # 1. record (the README's command, fewer and shorter episodes; and the protocol-level recorder)
-    _run([sys.executable, "robot/generate.py", "--out", str(data), "--episodes", "4", "--steps", "4",
+    _run([sys.executable, "robot/simtools/generate.py", "--out", str(data), "--episodes", "4", "--steps", "4",
           "--workers", "1"], timeout=600)
     _run([sys.executable, "robot/collect.py", "--out", str(recorded), "--episodes", "2", "--steps", "4"], timeout=600)
     # 2. train-ac from the example config, on both folders (weighted), as written except the sizes

@@ -1,4 +1,4 @@
-"""robot/ceiling.py, diagnostic (b): the simulator as the planner's world model, on the real scene."""
+"""robot/simtools/ceiling.py, diagnostic (b): the simulator as the planner's world model, on the real scene."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import torch  # noqa: E402
 
-from robot.ceiling import CeilingJob, FrameEncoder, SimDynamics, main, run_trial, write_report  # noqa: E402
-from robot.generate import SimScene  # noqa: E402
+from robot.simtools.ceiling import CeilingJob, FrameEncoder, SimDynamics, main, run_trial, write_report  # noqa: E402
+from robot.simtools.generate import SimScene  # noqa: E402
 from robot.safety import SafetyConfig  # noqa: E402
-from robot.sim_eval import EvalConfig  # noqa: E402
+from robot.simtools.sim_eval import EvalConfig  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parents[1] / "robot" / "assets" / "sim_demo_world_model.safetensors"
 

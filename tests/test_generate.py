@@ -1,4 +1,4 @@
-"""robot/generate.py: frames and states equal the live simulator's for the same arm state, a tiny generation
+"""robot/simtools/generate.py: frames and states equal the live simulator's for the same arm state, a tiny generation
 run in our episode format (actions executed, resumable), and clear errors for bad arguments."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from robot import shm  # noqa: E402
 from robot.sim import DEFAULT_CAMERA  # noqa: E402
-from robot.generate import REST_TOL, GenerateConfig, SimScene, generate, main, pose_state  # noqa: E402
+from robot.simtools.generate import REST_TOL, GenerateConfig, SimScene, generate, main, pose_state  # noqa: E402
 
 # Measured (2026-12-02, Mesa llvmpipe): 0 for the same full qpos, as it should be for one code path. The bound
 # is that, not a tolerance.
@@ -227,7 +227,7 @@ def test_rendering_then_triton_in_one_process() -> None:
     import sys
 
     pytest.importorskip("triton")
-    code = ("from robot.generate import SimScene\ns = SimScene('front_right', 32)\ns.render()\n"
+    code = ("from robot.simtools.generate import SimScene\ns = SimScene('front_right', 32)\ns.render()\n"
             "import torch._dynamo\nprint('alive')")
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                        text=True, timeout=300, env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})

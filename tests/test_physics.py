@@ -1,4 +1,4 @@
-"""robot/physics.py, robot/tasks.py, robot/generate_physics.py and robot/task_eval.py: the in-process physics is
+"""robot/simtools/physics.py, robot/simtools/tasks.py, robot/simtools/generate_physics.py and robot/simtools/task_eval.py: the in-process physics is
 franky-sim's own controller cycle, its frames and states are the live simulator's for the same state, the
 scripted oracle solves every task, success is judged on the true state, and the generator and evaluator run."""
 
@@ -17,8 +17,8 @@ pytest.importorskip("ruckig")
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from robot.physics import Layout, PhysicsArm  # noqa: E402
-from robot.tasks import CUBE, TASKS, draw_task, go_ready, goal_frames, success  # noqa: E402
+from robot.simtools.physics import Layout, PhysicsArm  # noqa: E402
+from robot.simtools.tasks import CUBE, TASKS, draw_task, go_ready, goal_frames, success  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_layouts_and_task_draws_are_seeded_and_apart():
         draw_task("lift", 0)
     # Evaluation layouts never repeat a training episode's, at any seed: the generator's episode (seed, index)
     # draws from the key [seed, index], every task from [seed, task, EVAL_STREAM].
-    from robot.generate_physics import REGION as GEN_REGION
+    from robot.simtools.generate_physics import REGION as GEN_REGION
 
     for seed in (0, 3):
         for index in range(3):
@@ -128,7 +128,7 @@ def test_frames_and_states_match_the_live_simulator(tmp_path: Path):
     from robot.camera import CameraProcess
     from robot.collect import collection_safety
     from robot.control import ControlProcess
-    from robot.generate import pose_state
+    from robot.simtools.generate import pose_state
     from robot.mpc import state_from_pose
     from robot.sim import SimServer
     from test_generate import _frozen_frame, _wrap
@@ -176,7 +176,7 @@ def test_frames_and_states_match_the_live_simulator(tmp_path: Path):
 
 
 def test_generate_physics_tiny_run_is_readable_and_resumable(tmp_path: Path):
-    from robot.generate_physics import PhysicsGenConfig, generate_physics, main
+    from robot.simtools.generate_physics import PhysicsGenConfig, generate_physics, main
     from vjepa_fast.data.episodes import read_episode
     from vjepa_fast.robotics.pose import actions_from_states
 
@@ -252,7 +252,7 @@ def test_behaviour_cloning_learns_and_round_trips(tmp_path: Path):
     """train-bc on a small cache of physics episodes: the loss falls, the file loads, a decision is 7-D."""
     import torch
 
-    from robot.generate_physics import PhysicsGenConfig, generate_physics
+    from robot.simtools.generate_physics import PhysicsGenConfig, generate_physics
     from vjepa_fast.checkpoints import save_safetensors
     from vjepa_fast.data.episodes import PlannerPreprocess, find_episodes, read_episode
     from vjepa_fast.data.latent_cache import build_latent_cache
@@ -284,7 +284,7 @@ def test_distilled_policy_follows_the_planner(tmp_path: Path):
     (xyz), and it decides faster than the planner; a DAgger round adds the visited latents to the data."""
     import torch
 
-    from robot.generate_physics import PhysicsGenConfig, generate_physics
+    from robot.simtools.generate_physics import PhysicsGenConfig, generate_physics
     from vjepa_fast.checkpoints import save_safetensors
     from vjepa_fast.data.episodes import PlannerPreprocess, find_episodes, read_episode
     from vjepa_fast.data.latent_cache import build_latent_cache

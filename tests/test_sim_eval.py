@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from robot.sim_eval import (
+from robot.simtools.sim_eval import (
     EvalConfig, Trial, draw_goal, oracle_planner, parse_methods, random_planner, summarise, write_report,
 )
 
@@ -33,7 +33,7 @@ def test_goals_are_in_the_box_at_the_start_distance_and_seeded():
 
 def test_goals_are_drawn_where_the_arm_reaches():
     pytest.importorskip("franky_sim")
-    from robot.sim_eval import arm_reaches
+    from robot.simtools.sim_eval import arm_reaches
 
     corner = HOME + np.array([0.11, 0.14, 0.11])  # the box's far-high corner: out of reach with the hand down
     assert not arm_reaches(corner, corner - np.array([0.0, 0.0, 0.06]))
@@ -98,7 +98,7 @@ def test_report(tmp_path):
 def test_oracle_reaches_a_goal_on_the_simulator(tmp_path):
     """The harness end to end on franky-sim: the straight-to-goal oracle succeeds, the trial is logged and
     a second run resumes (nothing left to do)."""
-    from robot.sim_eval import evaluate
+    from robot.simtools.sim_eval import evaluate
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     model = "robot/assets/sim_demo_world_model.safetensors"  # only encodes the logged frames here
@@ -124,7 +124,7 @@ def test_shipped_model_gets_closer_on_unseen_goals(tmp_path):
     encoder + AC predictor of benchmarks/SIM_RECIPE.md, 19/20 of its 20-goal run within 3 cm in 10 steps):
     3 other unseen goals (seed 2000), 5 MPC steps each, the default planner. Every trial must end closer than
     it started, and at least 2 of the 3 within sim-eval's success radius (3 cm) after those 5 steps."""
-    from robot.sim_eval import evaluate
+    from robot.simtools.sim_eval import evaluate
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     cfg = EvalConfig(goals=3, max_steps=5, seed=2000)

@@ -322,7 +322,7 @@ def test_train_ac_refuses_bad_data_config(tmp_path):
 
 
 def test_train_ac_on_short_episodes_says_how_many_moves_it_needs(tmp_path):
-    """3-move episodes (4 frames, as `robot/generate.py --steps 3` records) under frames_per_clip=5: the error names the moves needed, the longest episode
+    """3-move episodes (4 frames, as `robot/simtools/generate.py --steps 3` records) under frames_per_clip=5: the error names the moves needed, the longest episode
     and the keys to change; with the frames_per_clip it suggests, the same cache trains."""
     write_square_world(tmp_path / "short", episodes=4, steps=4, seed=3)  # 4 frames: 3 moves
 

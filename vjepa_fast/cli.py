@@ -199,20 +199,21 @@ def _cmd_energy_quality(args: argparse.Namespace) -> int:
 
 
 def _robot_main(module: str, argv: list[str]) -> int:
-    """Runs robot/<module>.py's main: the robot stack sits beside the package in the repository checkout
-    (robot/ drives the planner, the library never imports it), so it is found from this file's location."""
+    """Runs robot/simtools/<module>.py's main: the simulator tools sit beside the package in the repository
+    checkout (robot/ drives the planner, the library never imports it), so they are found from this file's
+    location."""
     import importlib
     from pathlib import Path
 
     try:
-        mod = importlib.import_module(f"robot.{module}")
+        mod = importlib.import_module(f"robot.simtools.{module}")
     except ModuleNotFoundError:
         root = Path(__file__).resolve().parents[1]
-        if not (root / "robot" / f"{module}.py").is_file():
-            raise SystemExit(f"error: robot/{module}.py not found: `vjepa-fast {module.replace('_', '-')}` needs the "
+        if not (root / "robot" / "simtools" / f"{module}.py").is_file():
+            raise SystemExit(f"error: robot/simtools/{module}.py not found: `vjepa-fast {module.replace('_', '-')}` needs the "
                              "repository checkout (pip install -e .)") from None
         sys.path.insert(0, str(root))
-        mod = importlib.import_module(f"robot.{module}")
+        mod = importlib.import_module(f"robot.simtools.{module}")
     return int(mod.main(argv) or 0)
 
 
@@ -271,11 +272,11 @@ encoder.safetensors (the target encoder, for downstream use).""",
 
     sub.add_parser("sim-eval", add_help=False,
                    help="closed-loop success rate on the embedded simulator: unseen goals, our model and baselines "
-                        "(robot/sim_eval.py; see `vjepa-fast sim-eval --help`)")
+                        "(robot/simtools/sim_eval.py; see `vjepa-fast sim-eval --help`)")
 
     sub.add_parser("energy-ceiling", add_help=False,
                    help="diagnostic (b): the planner and our latent energy with the simulator itself as the model "
-                        "(robot/ceiling.py; see `vjepa-fast energy-ceiling --help`)")
+                        "(robot/simtools/ceiling.py; see `vjepa-fast energy-ceiling --help`)")
 
     sub.add_parser("train-bc", add_help=False,
                    help="goal-image-conditioned behaviour cloning on a latent cache: the manipulation baseline "
@@ -347,7 +348,7 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.add_argument("--near-cm", type=float, default=10.0, help="the 'near' pairs: closer than this, cm")
     p.add_argument("--target", default="ee", metavar="ee|OBJECT",
                    help="whose position the energy and the probe are scored on: the end effector (ee, default) or "
-                        "a scene object (e.g. red_cube: per-frame positions of robot/generate_physics.py episodes)")
+                        "a scene object (e.g. red_cube: per-frame positions of robot/simtools/generate_physics.py episodes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--title", default="")
     p.add_argument("--out", default="runs/energy_quality", help="output folder")
@@ -373,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vjepa_fast.probes.run import main as probe_main
 
         return probe_main(argv[1:])
-    if argv[:1] == ["sim-eval"]:  # the robot side's evaluation (robot/sim_eval.py), its own parser
+    if argv[:1] == ["sim-eval"]:  # the robot side's evaluation (robot/simtools/sim_eval.py), its own parser
         return _robot_main("sim_eval", argv[1:])
     if argv[:1] == ["energy-ceiling"]:
         return _robot_main("ceiling", argv[1:])

@@ -8,7 +8,7 @@
     latent distance: a useful energy rises monotonically from 0.
 (c) `predictor_vs_copy`: held-out k-step L1 of the AC predictor (teacher forcing and rollout) against the
     "copy the latent" baselines at k = 1, 2, 4 (`train.ac.evaluate_ac`).
-(b) The perfect-dynamics ceiling needs the simulator and lives in `robot/ceiling.py` (`vjepa-fast energy-ceiling`):
+(b) The perfect-dynamics ceiling needs the simulator and lives in `robot/simtools/ceiling.py` (`vjepa-fast energy-ceiling`):
     the same CEM planner with the simulator itself as the model and this latent energy.
 """
 
@@ -194,14 +194,14 @@ def layer_norm_latents(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
 @torch.no_grad()
 def _object_tracks(path: str | Path, name: str) -> torch.Tensor:
-    """[T, 3] positions of object `name` per frame, as robot/generate_physics.py records them in meta.json."""
+    """[T, 3] positions of object `name` per frame, as robot/simtools/generate_physics.py records them in meta.json."""
     import json
 
     extra = json.loads((Path(path) / "meta.json").read_text()).get("extra", {})
     tracks = extra.get("objects_xyz") or {}
     if name not in tracks:
         raise ValueError(f"{path}: no per-frame positions of {name!r} (meta extra.objects_xyz has "
-                         f"{sorted(tracks) or 'nothing'}; robot/generate_physics.py records them)")
+                         f"{sorted(tracks) or 'nothing'}; robot/simtools/generate_physics.py records them)")
     return torch.tensor(tracks[name], dtype=torch.float64)
 
 

@@ -353,7 +353,7 @@ def check_clips_fit(cache: Any, cfg: ACTrainConfig, train_eps: Sequence[int], va
                 f"frame_step={cfg.frame_step} needs {rows_needed} cached frames, i.e. episodes of at least "
                 f"{moves_needed} moves (recorded frames - 1) with data.frame_stride={stride}; the longest of the "
                 f"{len(cache)} cached episodes has {longest} cached frames ({short} are too short). Record longer "
-                f"episodes (robot/generate.py or robot/collect.py --steps {moves_needed} or more), or lower "
+                f"episodes (robot/simtools/generate.py or robot/collect.py --steps {moves_needed} or more), or lower "
                 f"frames_per_clip (e.g. frames_per_clip={max(2, longest)} on the command line; at least "
                 f"rollout_steps + 1 = {cfg.rollout_steps + 1} trains the rollout loss fully) or frame_step.")
     if short:
@@ -519,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n", 1)[0] + """
 
 From recorded episodes in one command: point data.sources at the folders robot/collect.py or
-robot/generate.py wrote (or raw DROID trajectory folders, or .txt lists of them; data.weights weights them)
+robot/simtools/generate.py wrote (or raw DROID trajectory folders, or .txt lists of them; data.weights weights them)
 and data.encoder at the frozen encoder; the latent cache is built when missing or stale and reused when
 fresh. Examples:
   vjepa-fast train-ac --config configs/ac_sim_tiny.toml

@@ -1,5 +1,5 @@
 """Goal-image-conditioned behaviour cloning on frozen V-JEPA 2 latents: the Octo-style baseline of the
-manipulation evaluation (robot/task_eval.py `NAME=bc:FILE`).
+manipulation evaluation (robot/simtools/task_eval.py `NAME=bc:FILE`).
 
     vjepa-fast train-bc --cache runs/ac-manip/latent_cache --encoder runs/ac-manip/world_model.safetensors \\
         --out runs/bc-manip --steps 4000
@@ -86,7 +86,7 @@ class ImageLatents:
 
 
 class BCPolicy:
-    """What robot/task_eval.py calls: `act(z_obs [1, N, D], state [7], z_goal [1, N, D]) -> action [7]`;
+    """What robot/simtools/task_eval.py calls: `act(z_obs [1, N, D], state [7], z_goal [1, N, D]) -> action [7]`;
     `world_model` encodes frames (its encoder; no predictor)."""
 
     def __init__(self, head: GoalBCHead, world_model: Any) -> None:

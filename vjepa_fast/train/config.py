@@ -236,7 +236,7 @@ AC_PREPROCESS = ("planner", "droid")
 class ACDataConfig:
     """Where `train-ac` gets its latents: a latent cache it builds from episodes (or one built before)."""
 
-    sources: list[str] = field(default_factory=list)  # episode folders (robot/collect.py, robot/generate.py), DROID trajectory folders, folders of either, .txt lists
+    sources: list[str] = field(default_factory=list)  # episode folders (robot/collect.py, robot/simtools/generate.py), DROID trajectory folders, folders of either, .txt lists
     weights: list[float] = field(default_factory=list)  # one per source: relative share of training clips (default: as many as each has)
     encoder: str = ""  # frozen encoder that makes the latents: .safetensors, Meta's .pt, or random:PRESET[@IMG]
     preprocess: str = "planner"  # planner: the run-time planner's resize + centre crop (plan with this model); droid: SPEC 8 crop 1.35 + squash
@@ -380,7 +380,7 @@ class ACTrainConfig:
 
     @classmethod
     def manip_tiny(cls, **overrides: Any) -> ACTrainConfig:
-        """The manipulation world model of the simulator (robot/generate_physics.py episodes with contact, the
+        """The manipulation world model of the simulator (robot/simtools/generate_physics.py episodes with contact, the
         gripper in state and action): a 4-block, 128-wide predictor on a tiny encoder's 128 px latents (8x8
         tokens), 6-frame clips (5 actions), rollout loss over 2 steps; CPU tens of minutes."""
         cfg = cls(

@@ -228,7 +228,7 @@ class PhysicsArm:
 
     def state(self) -> np.ndarray:
         """7-D state [7] float64: xyz, extrinsic-xyz Euler, gripper (robot/mpc.py's `state_from_pose`)."""
-        from robot.generate import pose_state
+        from robot.simtools.generate import pose_state
 
         return pose_state(self.ee_pose(), self.gripper())
 

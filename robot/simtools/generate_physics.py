@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Manipulation episodes with contact: the simulator's physics stepped in-process (robot/physics.py), the cubes
+"""Manipulation episodes with contact: the simulator's physics stepped in-process (robot/simtools/physics.py), the cubes
 free, the hand planned, frames from the camera process's renderer.
 
-    python robot/generate_physics.py --out data/manip --episodes 2500 --steps 20 --workers 2
+    python robot/simtools/generate_physics.py --out data/manip --episodes 2500 --steps 20 --workers 2
 
-Each episode draws a layout (key (seed, index); robot/tasks.py draws evaluation layouts from another stream), puts the hand
+Each episode draws a layout (key (seed, index); robot/simtools/tasks.py draws evaluation layouts from another stream), puts the hand
 open at a random start near READY (unrecorded), then records `steps` actions, a frame + 7-D state after each
 (steps + 1 frames; the gripper as DROID's, 0 open .. 1 closed, read from the fingers). What the actions are
 (`--mix`, default 0.3/0.2/0.3/0.2):
@@ -19,7 +19,7 @@ is done the episode goes on exploring. Moves are at most `max_delta` (5 cm) per 
 step. The action written is the commanded change (dxyz, 0, 0, 0, dgrip); train-ac derives its actions from the
 states (the V-JEPA 2-AC convention).
 
-Atomic and resumable per episode (as robot/generate.py).
+Atomic and resumable per episode (as robot/simtools/generate.py).
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
 from robot.collect import publish_episode
-from robot.generate import run_episodes
+from robot.simtools.generate import run_episodes
 from robot.sim import CAMERAS, check_camera
-from robot.tasks import CUBE, READY, REGION, scripted_plan, split_move
+from robot.simtools.tasks import CUBE, READY, REGION, scripted_plan, split_move
 
 _LOG = logging.getLogger("generate_physics")
 KINDS = ("grasp", "push", "pick_place", "explore")
@@ -104,7 +104,7 @@ def _scripted_steps(plan: list[tuple[np.ndarray, float, str]], arm: Any, max_del
 
 def physics_episode(arm: Any, cfg: PhysicsGenConfig, index: int, path: Path, tmp: Path) -> Path:
     """Records episode `index` into tmp, then renames it to path."""
-    from robot.physics import Layout
+    from robot.simtools.physics import Layout
     from vjepa_fast.data.episodes import EpisodeWriter
 
     rng = np.random.default_rng([cfg.seed, index])
@@ -123,10 +123,10 @@ def physics_episode(arm: Any, cfg: PhysicsGenConfig, index: int, path: Path, tmp
         scripted_plan(kind, cube, target, rng, cfg.noise), arm, cfg.max_delta)
     if tmp.exists():
         shutil.rmtree(tmp)
-    extra = {"source": "robot/generate_physics.py", "seed": cfg.seed, "index": index, "kind": kind,
+    extra = {"source": "robot/simtools/generate_physics.py", "seed": cfg.seed, "index": index, "kind": kind,
              "layout": {k: list(v) for k, v in layout.objects.items()}, "target": None if target is None else
              [float(v) for v in target], "epsilon": cfg.epsilon, "noise": cfg.noise, "max_delta": cfg.max_delta,
-             "generator": {"physics": "franky-sim MuJoCo, in-process (robot/physics.py)", "size": cfg.size}}
+             "generator": {"physics": "franky-sim MuJoCo, in-process (robot/simtools/physics.py)", "size": cfg.size}}
     writer = EpisodeWriter(tmp, fps=cfg.fps, camera=f"sim:{cfg.camera}", extra=extra)
     aim = _aim(arm, rng)
     random_steps = 0
@@ -161,7 +161,7 @@ def physics_episode(arm: Any, cfg: PhysicsGenConfig, index: int, path: Path, tmp
 
 
 def make_physics_arm(cfg: PhysicsGenConfig) -> Any:
-    from robot.physics import PhysicsArm
+    from robot.simtools.physics import PhysicsArm
 
     return PhysicsArm(cfg.camera, cfg.size)
 

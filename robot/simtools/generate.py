@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Random-exploration episodes rendered straight from the simulator's MuJoCo model, without the 1 kHz protocol.
 
-    python robot/generate.py --out data/sim_gen --episodes 1700 --steps 12 --workers 2
+    python robot/simtools/generate.py --out data/sim_gen --episodes 1700 --steps 12 --workers 2
 
 robot/collect.py's data (scene, camera, collection box, move distribution, actions, episode format), ~16x faster
 (2 workers on the 2-core machine: 33.6 transitions/s against collect.py's 2.1): instead of driving the arm
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
@@ -367,7 +367,7 @@ def generate_episode(scene: SimScene, cfg: GenerateConfig, index: int, path: Pat
         raise RuntimeError(f"episode {index}: no reachable start in {MAX_DRAWS} draws in the box {lo} - {hi}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    extra = {"source": "robot/generate.py", "seed": cfg.seed, "index": index, "max_delta": cfg.max_delta,
+    extra = {"source": "robot/simtools/generate.py", "seed": cfg.seed, "index": index, "max_delta": cfg.max_delta,
              "box_lo": lo.tolist(), "box_hi": hi.tolist(),
              "generator": {"ik": "franky_sim BaseRobot.cartesian_position_control, kinematic", "path": cfg.path,
                            "ik_step": cfg.ik_step if cfg.path == "step" else None,

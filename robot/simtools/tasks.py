@@ -18,7 +18,7 @@ Sub-goal images (rendered by running the scripted oracle on a private copy of th
 Layouts: the red cube's start in the task region, the other two objects placed around it (never closer than
 9 cm); push targets 6-12 cm from the start, pick-and-place targets 10-20 cm away, all inside the region.
 Evaluation layouts come from their own random stream, keyed (seed, task, EVAL_STREAM); training episodes
-(robot/generate_physics.py) draw from (seed, index) keys without it, so whatever the seed, no evaluated layout is
+(robot/simtools/generate_physics.py) draw from (seed, index) keys without it, so whatever the seed, no evaluated layout is
 a training one: `sim-eval --task T --seed S` accepts any S >= 0.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from robot.physics import OBJECT_HALF, TABLE_TOP, Layout, PhysicsArm
+from robot.simtools.physics import OBJECT_HALF, TABLE_TOP, Layout, PhysicsArm
 
 TASKS = ("grasp", "push", "pick_place")
 EVAL_STREAM = 0xE7A1  # third word of every evaluation layout's key: a stream training never draws from

@@ -1,21 +1,21 @@
 #!/usr/bin/env python3
 """Closed-loop manipulation on the simulator: grasp, push, pick-and-place with image sub-goals, each method on
-the same unseen layouts. `vjepa-fast sim-eval --task {grasp,push,pick_place}` lands here (reach: robot/sim_eval.py).
+the same unseen layouts. `vjepa-fast sim-eval --task {grasp,push,pick_place}` lands here (reach: robot/simtools/sim_eval.py).
 
     vjepa-fast sim-eval --task pick_place --goals 20 --seed 0 --out runs/eval_pick_place \\
         --method ours=robot/assets/sim_manip_world_model.safetensors --method random-model \\
         --method random-actions --method oracle --method bc=runs/bc/policy.safetensors
 
-The physics runs in-process (robot/physics.py: franky-sim's MuJoCo scene and controller stepped without the
-protocol, as robot/generate_physics.py recorded the training data); `python robot/run_mpc.py --sim --task
+The physics runs in-process (robot/simtools/physics.py: franky-sim's MuJoCo scene and controller stepped without the
+protocol, as robot/simtools/generate_physics.py recorded the training data); `python robot/run_mpc.py --sim --task
 pick_place` runs the same episode through the real libfranka protocol, the 1 kHz loop and the gripper process.
 
-Per trial: layout i is `robot.tasks.draw_task(task, seed + i)` (the evaluation stream: never a training
-layout, whatever the seed); the sub-goal images come from the scripted oracle on a private copy of the scene (robot/tasks.py);
+Per trial: layout i is `robot.simtools.tasks.draw_task(task, seed + i)` (the evaluation stream: never a training
+layout, whatever the seed); the sub-goal images come from the scripted oracle on a private copy of the scene (robot/simtools/tasks.py);
 the arm starts at rest at READY with the hand open; then up to `max_steps` actions. Each step: frame -> the
 method's action (dxyz in the 5 cm ball, gripper delta) -> the safety clamp (workspace, step bound) -> the hand
 closes when the planned gripper change is > +0.1, opens when < -0.1, else stays -> the arm moves and comes to
-rest. The trial stops early once the task's success condition holds (robot/tasks.py `success`).
+rest. The trial stops early once the task's success condition holds (robot/simtools/tasks.py `success`).
 
 Sub-goal switching (methods with a goal image): the current sub-goal advances after `subgoal_steps[k]` steps on
 it (the step budget), or earlier when the observed frame's latent distance to it has not improved by 2% over
@@ -24,7 +24,7 @@ the best so far for 2 steps in a row (a plateau), never past the last one.
 Methods (`--method NAME[=SPEC]`): `NAME=FILE.safetensors` a world model (encoder + AC predictor) planned on with
 latent CEM over xyz + gripper (7-D actions, rotation held); `random-model` the first model's architecture with
 random weights; `random-actions` a uniform step in the box and a random gripper change; `oracle` the scripted
-plan on the true state (robot/tasks.py); `NAME=bc:FILE` a goal-image-conditioned behaviour-cloning policy
+plan on the true state (robot/simtools/tasks.py); `NAME=bc:FILE` a goal-image-conditioned behaviour-cloning policy
 (vjepa_fast.train.bc, `vjepa-fast train-bc`), one forward per step.
 
 Outputs in --out: trials.jsonl (resumable), sim_eval.md, sim_eval.json ({"config", "summary": rows of method,
@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
-from robot.tasks import SUBGOAL_PHASES, TASKS, check_task
+from robot.simtools.tasks import SUBGOAL_PHASES, TASKS, check_task
 
 _LOG = logging.getLogger("task_eval")
 BASELINES = ("random-model", "random-actions", "oracle")
@@ -159,11 +159,11 @@ class RandomPolicy:
 
 
 class OraclePolicy:
-    """The scripted plan (robot/tasks.py) from the true cube position, one action per step."""
+    """The scripted plan (robot/simtools/tasks.py) from the true cube position, one action per step."""
 
     def __init__(self, arm: Any, inst: Any, max_step: float) -> None:
-        from robot.generate_physics import _scripted_steps
-        from robot.tasks import CUBE, scripted_plan
+        from robot.simtools.generate_physics import _scripted_steps
+        from robot.simtools.tasks import CUBE, scripted_plan
 
         self.arm = arm
         self.steps = _scripted_steps(scripted_plan(inst.task, arm.object_xyz(CUBE), inst.target), arm, max_step)
@@ -178,7 +178,7 @@ class OraclePolicy:
 
 
 def load_model(spec: str, random_like: str | None = None) -> Any:
-    from robot.sim_eval import load_world_model
+    from robot.simtools.sim_eval import load_world_model
 
     return load_world_model(spec, random_like=random_like)
 
@@ -209,7 +209,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
     goal_cache: {(task, seed): (sub-goal frames, oracle info)} shared by the methods of one evaluation."""
     import torch
 
-    from robot.tasks import go_ready, goal_frames, success
+    from robot.simtools.tasks import go_ready, goal_frames, success
 
     key = (inst.task, inst.seed)
     if goal_cache is not None and key in goal_cache:
@@ -278,8 +278,8 @@ def evaluate(methods: dict[str, str | None], cfg: TaskEvalConfig, out_dir: str |
     """Runs every (method, layout) trial not yet in out/trials.jsonl; returns all of them."""
     import torch
 
-    from robot.physics import PhysicsArm
-    from robot.tasks import draw_task
+    from robot.simtools.physics import PhysicsArm
+    from robot.simtools.tasks import draw_task
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(BASELINES)}; repeat for several")
     p.add_argument("--out", default="", help="output folder (default runs/sim_eval_TASK; resumes its trials)")
     p.add_argument("--goals", type=int, default=d.goals, help="layouts")
-    p.add_argument("--seed", type=int, default=d.seed, help="layout i is robot.tasks.draw_task(task, seed + i), from the evaluation stream: any seed >= 0 gives layouts never used for training")
+    p.add_argument("--seed", type=int, default=d.seed, help="layout i is robot.simtools.tasks.draw_task(task, seed + i), from the evaluation stream: any seed >= 0 gives layouts never used for training")
     p.add_argument("--max-steps", type=int, default=0, help="actions per trial (default: per task, "
                    f"{DEFAULT_STEPS})")
     p.add_argument("--subgoal-steps", type=int, nargs="*", default=[],

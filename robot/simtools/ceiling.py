@@ -2,17 +2,17 @@
 """Diagnostic (b), the perfect-dynamics ceiling: our CEM planner and latent energy with the SIMULATOR ITSELF as
 the world model. What closed-loop success the energy allows when prediction is perfect.
 
-    python robot/ceiling.py --goals 20 --encoder shipped=robot/assets/sim_demo_world_model.safetensors \\
+    python robot/simtools/ceiling.py --goals 20 --encoder shipped=robot/assets/sim_demo_world_model.safetensors \\
         --encoder random=random:tiny --out runs/ceiling
     (the same through `vjepa-fast energy-ceiling ...`)
 
-Each candidate action sequence of every CEM iteration is executed on the kinematic arm of robot/generate.py
+Each candidate action sequence of every CEM iteration is executed on the kinematic arm of robot/simtools/generate.py
 (franky-sim's own IK, the controller's straight 2 mm commands, the safety layer's step bound and workspace
 clamp), rendered by the sim camera's renderer (0 px from the live frame for the same joint state), encoded as
 the planner encodes a camera frame, and scored with the planner's energy (mean L1 to the goal latent); then
 the arm is put back. The plan's first action is executed the same way and the loop goes on, as robot/mpc.py's
 MPC loop does (warm start by shifting the last plan). A move the arm cannot make (out of reach with the hand
-down) leaves it where it was. Goals and starts are sim-eval's (`robot/sim_eval.py`, the same seeds), success
+down) leaves it where it was. Goals and starts are sim-eval's (`robot/simtools/sim_eval.py`, the same seeds), success
 is the same: the end effector within 3 cm of the goal after <= 10 steps. The planner settings are sim-eval's.
 
 If an encoder's ceiling is low, no predictor trained on its latents can do better: the energy landscape (camera
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
@@ -140,8 +140,8 @@ def run_trial(job: CeilingJob, scene: Any = None, encoder: Any = None) -> Ceilin
     """One goal with one encoder: goal frame, start, up to max_steps perfect-dynamics MPC steps."""
     import torch
 
-    from robot.generate import SimScene
-    from robot.sim_eval import EvalConfig, draw_goal, eval_safety
+    from robot.simtools.generate import SimScene
+    from robot.simtools.sim_eval import EvalConfig, draw_goal, eval_safety
     from vjepa_fast.diagnostics import encoder_from_spec
     from vjepa_fast.planning import CEMPlanner, PlannerConfig, shift_plan
 
@@ -190,7 +190,7 @@ def _worker_init(camera: str, threads: int) -> None:
     global _SCENE
     import torch
 
-    from robot.generate import SimScene
+    from robot.simtools.generate import SimScene
 
     torch.set_num_threads(threads)
     _SCENE = SimScene(camera, 256)
@@ -296,7 +296,7 @@ def write_report(trials: list[CeilingTrial], names: list[str], eval_cfg: Any, ou
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from robot.sim_eval import EvalConfig
+    from robot.simtools.sim_eval import EvalConfig
 
     d = EvalConfig()
     p = argparse.ArgumentParser(prog="energy-ceiling", description=__doc__,
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from robot.sim_eval import EvalConfig
+    from robot.simtools.sim_eval import EvalConfig
 
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,

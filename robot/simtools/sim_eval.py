@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Closed-loop success rate on the embedded simulator: N unseen goal poses, each method, one table and a PNG.
 
-    python robot/sim_eval.py --goals 20 --out runs/sim_eval \\
+    python robot/simtools/sim_eval.py --goals 20 --out runs/sim_eval \\
         --method ours=robot/assets/sim_demo_world_model.safetensors --method random-model --method random-actions \\
         --method oracle
     (the same through `vjepa-fast sim-eval ...`)
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` importable from the repo
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
@@ -101,11 +101,11 @@ _REACH_ARM: Any = None
 
 def arm_reaches(goal: np.ndarray, start: np.ndarray) -> bool:
     """Whether the arm can stand at the goal and then at the start with the hand pointing down (the held
-    orientation): franky-sim's own IK on robot/generate.py's kinematic arm, from the initial joint state. The
+    orientation): franky-sim's own IK on robot/simtools/generate.py's kinematic arm, from the initial joint state. The
     box's far-high corner is out of reach that way; there the live IK blows up (seen: 0.016 -> 1.27 m)."""
     global _REACH_ARM
     if _REACH_ARM is None:
-        from robot.generate import KinematicArm
+        from robot.simtools.generate import KinematicArm
 
         _REACH_ARM = KinematicArm()
     _REACH_ARM.reset()
@@ -191,7 +191,7 @@ def eval_safety(cfg: EvalConfig) -> Any:
     clamped to the evaluation box + that margin, which is where the generated training data lies: a planner
     driven out of it extrapolates its model (seen: a goal at the box's y edge reached to 1.2 cm, then the plan
     wandered out of the box, beyond y = 0.15 m, and the arm drifted off to 18.6 cm)."""
-    from robot.generate import KinematicArm
+    from robot.simtools.generate import KinematicArm
     from robot.safety import SafetyConfig
 
     base = SafetyConfig(max_step=cfg.max_step, planner_timeout=120.0)
@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = EvalConfig()
     p.add_argument("--task", default="reach", choices=("reach", "grasp", "push", "pick_place"),
-                   help="reach (this evaluator, through the protocol) or a manipulation task (robot/task_eval.py: "
+                   help="reach (this evaluator, through the protocol) or a manipulation task (robot/simtools/task_eval.py: "
                         "`sim-eval --task grasp --help`)")
     p.add_argument("--method", action="append", default=[], metavar="NAME[=FILE]",
                    help=f"a world model file (NAME=FILE.safetensors) or a baseline {BASELINES}; repeatable")
@@ -471,8 +471,8 @@ def _task_of(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     task = _task_of(argv)
-    if task is not None and task != "reach":  # manipulation: robot/task_eval.py (in-process physics)
-        from robot.task_eval import main as task_main
+    if task is not None and task != "reach":  # manipulation: robot/simtools/task_eval.py (in-process physics)
+        from robot.simtools.task_eval import main as task_main
 
         return task_main(argv)
     from vjepa_fast.planning.planners import parse_planner_options, planner_options
