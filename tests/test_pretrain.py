@@ -375,7 +375,7 @@ def test_torchrun_two_processes_match_one(clips_dir: Path, tmp_path: Path, paral
 # ------------------------------------------------------------------------------- learning, no collapse
 def _probe_accuracies(encoder: torch.nn.Module, clips: torch.Tensor, direction: torch.Tensor,
                       quadrant: torch.Tensor) -> dict[str, float]:
-    from vjepa_fast.train.probe import linear_probe_accuracy
+    from vjepa_fast.probes.metrics import linear_probe_accuracy
 
     with torch.no_grad():
         feats = encoder.eval()(clips).flatten(1)  # all tokens: where the square is and how it moved

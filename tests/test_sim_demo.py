@@ -1,5 +1,5 @@
 """The simulator world-model recipe (train-ac, preset sim_tiny): identity init, planner-matched preprocessing,
-the export's camera and data box, the shipped file, and the deprecated vjepa_fast.train.sim_demo."""
+the export's camera and data box, the shipped file, and what the removed vjepa_fast.train.sim_demo says."""
 
 from __future__ import annotations
 
@@ -101,20 +101,17 @@ def test_train_ac_from_an_encoder_file_records_camera_and_box_and_resumes(tmp_pa
         assert torch.equal(loaded.predictor.state_dict()[k], v)
 
 
-def test_deprecated_sim_demo_module_points_to_the_new_names(tmp_path) -> None:
+def test_removed_train_modules_say_where_their_names_went() -> None:
+    import importlib
+
     import pytest
 
-    import vjepa_fast.diagnostics as diagnostics
-    import vjepa_fast.train.sim_demo as sim_demo
-    from vjepa_fast.train.config import ACTrainConfig
+    with pytest.raises(ModuleNotFoundError, match="PlannerPreprocess, episode_box and episode_cameras are in "
+                                                  "vjepa_fast.data.episodes"):
+        importlib.import_module("vjepa_fast.train.sim_demo")
+    with pytest.raises(ModuleNotFoundError, match="vjepa_fast.probes.metrics.linear_probe_accuracy"):
+        from vjepa_fast.train.probe import linear_probe_accuracy  # noqa: F401
+    import vjepa_fast.probes.metrics
+    import vjepa_fast.train.ac
 
-    with pytest.warns(DeprecationWarning, match="use vjepa_fast.data.episodes.PlannerPreprocess"):
-        assert sim_demo.PlannerPreprocess is PlannerPreprocess
-    with pytest.warns(DeprecationWarning, match="vjepa_fast.diagnostics.action_inference"):
-        assert sim_demo.action_inference is diagnostics.action_inference
-    with pytest.raises(AttributeError, match="removed: use vjepa_fast.diagnostics.energy_quality"):
-        sim_demo.probe_encoder  # noqa: B018
-    # The old settings map onto the sim_tiny preset (the defaults are the preset, up to the paths).
-    old = sim_demo.DemoConfig(episodes="data/x", out=str(tmp_path / "o")).to_train_ac()
-    assert old == ACTrainConfig.sim_tiny(**{"data.sources": ["data/x"], "data.encoder": "random:tiny",
-                                            "out_dir": str(tmp_path / "o")})
+    assert callable(vjepa_fast.probes.metrics.linear_probe_accuracy) and callable(vjepa_fast.train.ac.identity_init)
