@@ -3,7 +3,7 @@
 SimServer) and a 1 kHz Cartesian-impedance pose loop like robot/control.py's (same ruckig trajectory and
 limits), then the joint configurations compared at rest.
 
-    MUJOCO_GL=egl .venv/bin/python benchmarks/generate_vs_live.py --moves 24 --hold-ms 150
+    MUJOCO_GL=egl .venv/bin/python scripts/experiments/generate_vs_live.py --moves 24 --hold-ms 150
 
 The loop runs here (not in robot/control.py's process) because it reads q_d, the IK's joint target, which the
 control process does not publish. Columns per move: gen-q_d = max |q_generator - q_d| (rad) for --path step
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 

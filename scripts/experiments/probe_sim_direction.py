@@ -2,7 +2,7 @@
 probe on the sim recipe's pretrained encoder vs a random encoder of the same preset (benchmarks/RESULTS.md).
 
     python robot/simtools/generate.py --out data/sim_probe/episodes --episodes 200 --steps 8 --seed 7 --workers 2
-    python benchmarks/probe_sim_direction.py data/sim_probe/episodes --out runs/probe_sim
+    python scripts/experiments/probe_sim_direction.py data/sim_probe/episodes --out runs/probe_sim
 
 Each transition (frame i, frame i+1) of an episode becomes a 2-frame mp4 (one tubelet); its label is the axis and
 sign of the largest end-effector displacement (+x, -x, +y, -y, +z, -z), kept only when that axis moves at least
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from vjepa_fast.data.episodes import find_episodes, read_episode  # noqa: E402

@@ -2,7 +2,7 @@
 """Closed-loop reaching on the embedded simulator: end-effector distance to the goal pose before and after
 `--max-steps` MPC steps of `robot/run_mpc.py --sim --goal-offset ...`, for several world models.
 
-    python benchmarks/sim_demo_closed_loop.py --trials 5 --max-steps 8 \\
+    python scripts/experiments/sim_demo_closed_loop.py --trials 5 --max-steps 8 \\
         --model trained=robot/assets/sim_demo_world_model.safetensors --model random=random \\
         --out runs/closed_loop --markdown runs/closed_loop/table.md
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def offsets(n: int, seed: int, lo: float, hi: float) -> list[list[float]]:

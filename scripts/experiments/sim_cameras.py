@@ -2,7 +2,7 @@
 """The simulator's named cameras (robot/sim.py CAMERAS) at the corners of the collection box: a contact sheet
 and, per camera, how large and how visible the hand (hand + fingers) is.
 
-    MUJOCO_GL=egl .venv/bin/python benchmarks/sim_cameras.py --out benchmarks/sim_cameras.png
+    MUJOCO_GL=egl .venv/bin/python scripts/experiments/sim_cameras.py --out benchmarks/sim_cameras.png
 
 Poses: home, then the 8 corners of robot/collect.py's box; a corner out of the arm's reach is replaced by the
 last reachable point on the straight way to it (robot/simtools/generate.py's reach test). The arm gets there as the
@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
