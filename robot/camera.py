@@ -9,7 +9,6 @@ The planner reads the newest frame without waiting; a frame older than `timeout`
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from robot import shm
+from robot.proc import ChildProcess
 
 
 def _center_square(frame: np.ndarray, size: int) -> np.ndarray:
@@ -144,40 +144,22 @@ def camera_main(kind: str, frame_name: str, size: int, fps: float, options: dict
         frames.close()
 
 
-class CameraProcess:
+class CameraProcess(ChildProcess):
     """Owns a camera process and its frame block; `latest()` never waits."""
 
     def __init__(self, kind: str, size: int = 256, fps: float = 10.0, timeout: float = 3.0, **options: Any) -> None:
         self.kind, self.size, self.timeout = kind, size, timeout
         self.frames = shm.frame_block((size, size, 3), create=True)
-        ctx = mp.get_context("spawn")
-        self.events = ctx.Queue()
-        self.proc = ctx.Process(target=camera_main, name=f"camera-{kind}", daemon=True,
-                                args=(kind, self.frames.name, size, fps, options, self.events))
+        self._spawn(camera_main, f"camera-{kind}", lambda ev: (kind, self.frames.name, size, fps, options, ev))
         self._buf = np.zeros((size, size, 3), np.uint8)
 
     def start(self, timeout: float = 60.0) -> CameraProcess:
-        self.proc.start()
-        deadline = time.monotonic() + timeout
-        while self.frames.sequence == 0:
-            err = self._error()
-            if err or not self.proc.is_alive():
-                raise RuntimeError(f"camera {self.kind} failed to start: {err or 'process exited'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"camera {self.kind} gave no frame within {timeout} s")
-            time.sleep(0.02)
+        self.wait_ready(lambda: self.frames.sequence != 0, f"camera {self.kind} (no frame yet)", timeout)
         return self
-
-    def _error(self) -> str | None:
-        while not self.events.empty():
-            kind, msg = self.events.get_nowait()
-            if kind == "error":
-                return msg
-        return None
 
     def latest(self) -> tuple[np.ndarray, float]:
         """(frame uint8 [H, W, 3] RGB (a copy), age in seconds). Raises if the camera stopped."""
-        err = self._error()
+        err = self.error()
         if err:
             raise RuntimeError(f"camera {self.kind} failed: {err}")
         self.frames.read_into(self._buf)
@@ -188,9 +170,7 @@ class CameraProcess:
         return self._buf.copy(), age
 
     def stop(self) -> None:
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5)
+        self.terminate()
 
     def close(self) -> None:
         self.stop()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from robot import shm
+from robot.proc import ChildProcess
 from robot.safety import SafetyConfig
 
 _LOG = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def control_main(ip: str, command_name: str, status_name: str, safety: dict[str,
         status.close()
 
 
-class ControlProcess:
+class ControlProcess(ChildProcess):
     """Owns the control process and the shared blocks, from the planner's side."""
 
     def __init__(self, ip: str, safety: SafetyConfig, log_path: str | Path, *, enforce_realtime: bool = False,
@@ -276,45 +276,20 @@ class ControlProcess:
         self.command = shm.command_block(create=True)
         self.status = shm.status_block(create=True)
         self.log_path = Path(log_path)
-        ctx = mp.get_context("spawn")
-        self.events = ctx.Queue()
         self._seq = 0
         self._buf = np.zeros(shm.COMMAND_SLOTS)
         self._buf[shm.CMD_HEARTBEAT] = time.monotonic()
         self.command.write(self._buf)
-        self.proc = ctx.Process(
-            target=control_main, name="franka-control", daemon=False,
-            args=(ip, self.command.name, self.status.name, asdict(safety), enforce_realtime, str(self.log_path),
-                  error_recovery, max_log_seconds, self.events, rt_priority, control_cpu))
-
-    def launch(self) -> None:
-        """Starts the process without waiting for it to come up (`start` waits): the robot processes each
-        import torch (the extension's seqlock) for ~1-2 s, Rig lets them do so at the same time."""
-        if self.proc.pid is None:
-            self.proc.start()
+        self._spawn(control_main, "franka-control", daemon=False, args=lambda ev: (
+            ip, self.command.name, self.status.name, asdict(safety), enforce_realtime, str(self.log_path),
+            error_recovery, max_log_seconds, ev, rt_priority, control_cpu))
 
     def start(self, timeout: float = 30.0) -> None:
-        self.launch()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s = self.read_status()
-            if s[shm.STATUS] == shm.RUNNING:
-                return
-            if s[shm.STATUS] == shm.FAILED or not self.proc.is_alive():
-                raise RuntimeError(f"the control loop did not start: {self.error() or 'process exited'}")
-            time.sleep(0.01)
-        raise TimeoutError(f"the control loop did not start within {timeout} s")
+        self.wait_ready(lambda: self.read_status()[shm.STATUS] == shm.RUNNING, "the control loop", timeout,
+                        failed=lambda: self.read_status()[shm.STATUS] == shm.FAILED)
 
     def read_status(self) -> np.ndarray:
         return self.status.read()[0]
-
-    def error(self) -> str | None:
-        """The first error the control process reported, if any (non-blocking)."""
-        while not self.events.empty():
-            kind, message = self.events.get_nowait()
-            if kind == "error":
-                return message
-        return None
 
     @property
     def running(self) -> bool:

@@ -8,7 +8,6 @@ process runs the moves one after the other, the newest command winning, and publ
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import signal
 import time
 import traceback
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from robot import shm
+from robot.proc import ChildProcess
 
 # Command block (planner -> gripper), float64 slots.
 G_SEQ, G_WIDTH, G_SPEED, G_STOP = 0, 1, 2, 3
@@ -81,7 +81,7 @@ def gripper_main(ip: str, command_name: str, state_name: str, poll: float, event
         state.close()
 
 
-class GripperProcess:
+class GripperProcess(ChildProcess):
     """Owns the gripper process: `command(width)` and `read_once()` return at once."""
 
     def __init__(self, ip: str, speed: float = 0.05, poll: float = 0.02) -> None:
@@ -92,36 +92,12 @@ class GripperProcess:
         self.state = shm.SeqlockArray(None, (GRIPPER_STATE_SLOTS,), np.float64, create=True)
         self._cmd = np.zeros(GRIPPER_COMMAND_SLOTS)
         self._state = np.zeros(GRIPPER_STATE_SLOTS)
-        ctx = mp.get_context("spawn")
-        self.events = ctx.Queue()
-        self.proc = ctx.Process(target=gripper_main, name="franka-gripper", daemon=True,
-                                args=(ip, self.commands.name, self.state.name, poll, self.events))
-
-    def launch(self) -> None:
-        """Starts the process without waiting for it to come up (`start` waits): the robot processes each
-        import torch (the extension's seqlock) for ~1-2 s, Rig lets them do so at the same time."""
-        if self.proc.pid is None:
-            self.proc.start()
+        self._spawn(gripper_main, "franka-gripper", lambda ev: (ip, self.commands.name, self.state.name, poll, ev))
 
     def start(self, timeout: float = 30.0) -> GripperProcess:
-        self.launch()
-        deadline = time.monotonic() + timeout
-        while self.state.sequence == 0:
-            err = self._error()
-            if err or not self.proc.is_alive():
-                raise RuntimeError(f"the gripper process did not start: {err or 'process exited'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the gripper gave no state within {timeout} s")
-            time.sleep(0.02)
+        self.wait_ready(lambda: self.state.sequence != 0, "the gripper process (no state yet)", timeout)
         self.read_once()  # raises if the process failed to connect
         return self
-
-    def _error(self) -> str | None:
-        while not self.events.empty():
-            kind, msg = self.events.get_nowait()
-            if kind == "error":
-                return msg
-        return None
 
     def command(self, width: float, speed: float | None = None) -> int:
         """Asks for a move to `width` m (the newest command wins); returns its sequence number at once."""
@@ -135,7 +111,7 @@ class GripperProcess:
 
     def read_once(self) -> GripperReading:
         """The newest published state (never waits); RuntimeError if the gripper process failed."""
-        err = self._error()
+        err = self.error()
         self.state.read_into(self._state)
         s = self._state
         if err or s[G_STATUS] == shm.FAILED or not self.proc.is_alive():
@@ -157,8 +133,6 @@ class GripperProcess:
             self._cmd[G_STOP] = 1.0
             self.commands.write(self._cmd)
             self.proc.join(timeout)  # a move in progress finishes first (~1 s)
-            if self.proc.is_alive():
-                self.proc.terminate()
-                self.proc.join(5)
+            self.terminate()
         self.commands.close(unlink=True)
         self.state.close(unlink=True)
