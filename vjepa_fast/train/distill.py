@@ -33,25 +33,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vjepa_fast.train.bc import XYZ_SCALE, BCConfig, GoalBCHead, save_bc_policy
+from vjepa_fast.train.bc import XYZ_SCALE, BCConfig, GoalBCHead, _batch, save_bc_policy
 
 _LOG = logging.getLogger(__name__)
 
 
 def _problems(cache: Any, episodes: list[int], rng: np.random.Generator, n: int, max_goal_offset: int
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n (z_obs [n, N, D], z_goal [n, N, D], state [n, 7]) from the cache: frame t and a frame 1..k later."""
-    zo, zg, st = [], [], []
-    for _ in range(n):
-        e = int(episodes[rng.integers(len(episodes))])
-        length = cache.episode_length(e)
-        t = int(rng.integers(length - 1))
-        g = min(length - 1, t + int(rng.integers(1, max_goal_offset + 1)))
-        z = cache.latents(e, [t, g]).float()
-        zo.append(z[0])
-        zg.append(z[1])
-        st.append(cache.states(e, [t])[0].float())
-    return torch.stack(zo), torch.stack(zg), torch.stack(st)
+    """n (z_obs [n, N, D], z_goal [n, N, D], state [n, 7]) from the cache: frame t and a frame 1..k later
+    (behaviour cloning's sampler, train.bc, without its action targets)."""
+    return _batch(cache, episodes, rng, n, max_goal_offset)[:3]
 
 
 def head_to_actions(out: torch.Tensor, max_norm: float, gripper_step: float) -> torch.Tensor:
