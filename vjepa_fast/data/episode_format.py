@@ -1,7 +1,7 @@
-"""Our on-disk robot episode format: `EpisodeWriter` (writer), `read_episode` (reader) and `find_episodes`.
+"""Our on-disk robot episode format: `EpisodeWriter`, `read_episode` and `find_episodes`.
 
-Our episode format (version 1), one folder per episode, written by `EpisodeWriter` (robot/run_mpc.py and the
-simulator log through it):
+Version 1, one folder per episode, written by `EpisodeWriter` (robot/run_mpc.py and the simulator log through
+it):
 
     <episode>/meta.json     {"format": "vjepa_fast.episode", "version": 1, "fps": float, "camera": str,
                              "frames": "png" | "mp4", "complete": bool, "num_steps": int (when complete),

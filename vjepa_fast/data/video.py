@@ -4,7 +4,7 @@ Pieces:
 - ``load_manifest(path)``: JSON or CSV list of (path, weight) sources; a source path is a video/image file, a
   folder (searched recursively for video/image files and robot episodes) or a list file (.txt/.lst: one path
   per line).
-- Robot episodes (a folder with meta.json, ``vjepa_fast.data.episodes``: what robot/collect.py and
+- Robot episodes (a folder with meta.json, ``vjepa_fast.data.episode_format``: what robot/collect.py and
   robot/generate.py write) are videos too: one episode is one clip source, read with its own frame reader.
 - ``decode_frames``, ``count_frames``, ``decode_clip``: PyAV decoding (``vjepa_fast.data.decode``); the manifest
   and source expansion live in ``vjepa_fast.data.sources``. Both are re-exported here.

@@ -12,7 +12,8 @@ import torch
 from vjepa_fast.planning.planner_config import PlannerConfig
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM
 
-__all__ = ["Normals", "PlanResult", "check_problem", "check_problem_values", "given_normals", "l1_energy", "returned_actions", "shift_plan", "to_actions"]
+__all__ = ["Normals", "PlanResult", "check_problem", "check_problem_values", "given_normals", "l1_energy",
+           "returned_actions", "shift_plan", "to_actions"]
 
 # Given standard normals for a plan: [iterations, B, N, H, A], or iteration -> [B, N, H, A].
 Normals = torch.Tensor | Callable[[int], torch.Tensor]
