@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._common import peak_bf16_flops
-from vjepa_fast.models.rope import apply_rope, grid_rope_tables
+from vjepa_fast.rope import apply_rope, grid_rope_tables
 from vjepa_fast.ops.attention import rope_attention, uniform_cu_seqlens
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

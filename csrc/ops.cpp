@@ -1,6 +1,8 @@
-// The one place where the vjepa_fast op schemas are declared. Each op is implemented per backend with
-// TORCH_LIBRARY_IMPL next to its kernels (csrc/<op>/), and gets its fake (meta) kernel in Python
-// (vjepa_fast/ops/), so the ops work under FakeTensorMode and torch.compile(fullgraph=True).
+// Schemas of the compiled (C++/CUDA) ops: declared here once, implemented per backend with TORCH_LIBRARY_IMPL
+// next to their kernels (csrc/<op>/), with their fake (meta) kernels in Python (vjepa_fast/ops/<op>.py), so
+// they work under FakeTensorMode and torch.compile(fullgraph=True). An op with no C++ kernel (rope_attention
+// and rope_attention_backward: Triton + a PyTorch reference) declares its schema in its vjepa_fast/ops/<op>.py
+// with torch.library.custom_op, beside its only implementations; docs/ARCHITECTURE.md lists where each op lives.
 #include <torch/library.h>
 
 TORCH_LIBRARY(vjepa_fast, m) {

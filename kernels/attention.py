@@ -36,6 +36,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vjepa_fast.rope import rope_positions, rope_tables
+
 _LOG2E = 1.4426950408889634
 
 
@@ -303,7 +305,7 @@ def rope_table(grid: tuple[int, int, int], head_dim: int, block_d: int, device: 
     """Full-head cos and signed sin [T*Hp*Wp + T, block_d] fp32, one row per position code.
 
     Rows 0..T*Hp*Wp-1: grid positions (t/h/w rotation); then T rows for time-only tokens (t rotation only).
-    Values come from `vjepa_fast.models.rope.rope_tables`, the reference path's own tables, so the kernels
+    Values come from `vjepa_fast.rope.rope_tables`, the reference path's own tables, so the kernels
     rotate with exactly its numbers. sin is stored as -sin on even dims (rot = x*cos + x[j^1]*sin');
     columns past head_dim hold cos 1, sin 0. style / interp: the RoPE variant ("tiled" for V-JEPA 2,
     "interleaved" for 2.1) and 2.1's row/column rescaling (`rope_positions`): only the table changes, the
@@ -312,8 +314,6 @@ def rope_table(grid: tuple[int, int, int], head_dim: int, block_d: int, device: 
     key = (tuple(grid), head_dim, block_d, str(device), style, interp)
     hit = _TABLES.get(key)
     if hit is None:
-        from vjepa_fast.models.rope import rope_positions, rope_tables
-
         t_n, hp, wp = grid
         t, h, w = rope_positions(torch.arange(t_n * hp * wp, device=device), (hp, wp), interp)
         cos_g, sin_g = rope_tables(t, h, w, head_dim, style)

@@ -27,12 +27,11 @@ from vjepa_fast.models.attention import attention
 from vjepa_fast.ops.attention import (
     MAX_HEAD_DIM,
     MIN_HEAD_DIM,
-    reference_rope_attention,
-    reference_rope_attention_backward,
     rope_attention,
     time_only_codes,
     triton_available,
 )
+from vjepa_fast.reference.attention import reference_rope_attention, reference_rope_attention_backward
 
 TOL = dict(atol=1e-4, rtol=1e-4)  # against Meta's recorded fp32 outputs (fixtures README: ~1e-5 expected)
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

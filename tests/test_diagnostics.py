@@ -58,7 +58,7 @@ def test_episode_latents_are_the_planners(tmp_path):
     """Frames of a recorded episode encode exactly as WorldModel.encode_image_files does at plan time."""
     import numpy as np
 
-    from vjepa_fast.data.episodes import EpisodeWriter
+    from vjepa_fast.data.episode_format import EpisodeWriter
     from vjepa_fast.diagnostics import episode_latents
     from vjepa_fast.models import ACPredictorConfig, ActionConditionedPredictor, EncoderConfig, VideoEncoder
     from vjepa_fast.planning import WorldModel
@@ -83,7 +83,7 @@ def test_energy_quality_command(tmp_path, capsys):
     import numpy as np
 
     from vjepa_fast.cli import main
-    from vjepa_fast.data.episodes import EpisodeWriter
+    from vjepa_fast.data.episode_format import EpisodeWriter
 
     rng = np.random.default_rng(1)
     w = EpisodeWriter(tmp_path / "eps" / "ep0", fps=4.0, camera="test")

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from vjepa_fast.data.droid import droid_clip_dataset, load_droid, read_droid_episode, read_droid_list
-from vjepa_fast.data.episodes import EpisodeSkipped, FramePreprocess
+from vjepa_fast.data.preprocess import FramePreprocess
+from vjepa_fast.data.robot_episode import EpisodeSkipped
 from vjepa_fast.data.synthetic import write_video
 
 h5py = pytest.importorskip("h5py")

@@ -9,15 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from vjepa_fast.data.episodes import (
-    EpisodeClipDataset,
-    EpisodeSkipped,
-    EpisodeWriter,
-    FramePreprocess,
-    find_episodes,
-    load_episodes,
-    read_episode,
-)
+from vjepa_fast.data.episode_clips import EpisodeClipDataset, load_episodes
+from vjepa_fast.data.episode_format import EpisodeWriter, find_episodes, read_episode
+from vjepa_fast.data.preprocess import FramePreprocess
 
 
 def _frame(i: int, size: int = 32) -> np.ndarray:

@@ -134,7 +134,7 @@ def test_frames_and_states_match_the_live_simulator(tmp_path: Path) -> None:
 
 
 def test_tiny_generation_run_is_readable_and_resumable(tmp_path: Path) -> None:
-    from vjepa_fast.data.episodes import find_episodes, read_episode
+    from vjepa_fast.data.episode_format import find_episodes, read_episode
     from vjepa_fast.robotics.pose import actions_from_states
 
     cfg = GenerateConfig(episodes=2, steps=3, seed=5)
@@ -175,7 +175,7 @@ def test_tiny_generation_run_is_readable_and_resumable(tmp_path: Path) -> None:
 
 def test_workers_and_mp4(tmp_path: Path) -> None:
     """The process pool gives the same episodes as one process; --mp4 episodes decode."""
-    from vjepa_fast.data.episodes import read_episode
+    from vjepa_fast.data.episode_format import read_episode
 
     cfg = GenerateConfig(episodes=2, steps=1, seed=2)
     one = generate(tmp_path / "one", cfg, workers=1, progress=False)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from vjepa_fast.data.episodes import EpisodeClipDataset, EpisodeWriter, FramePreprocess, find_episodes, read_episode
+from vjepa_fast.data.episode_clips import EpisodeClipDataset
+from vjepa_fast.data.episode_format import EpisodeWriter, find_episodes, read_episode
+from vjepa_fast.data.preprocess import FramePreprocess
 from vjepa_fast.data.latent_cache import (
     CachedClipDataset,
     FrameEncoder,

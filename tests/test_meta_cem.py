@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from vjepa_fast.planning import CEMPlanner, PlannerConfig, PlanningModel
-from vjepa_fast.planning.cem import META_CEM_NAMES, returned_actions
+from vjepa_fast.planning.planner_config import META_CEM_NAMES
+from vjepa_fast.planning.plans import returned_actions
 from vjepa_fast.planning.reference import ReferencePlanner
 from vjepa_fast.robotics.pose import rollout_states
 

@@ -25,7 +25,7 @@ from vjepa_fast.models import (
 )
 from vjepa_fast.models import attention as attention_mod
 from vjepa_fast.models.attention import attention
-from vjepa_fast.models.rope import apply_rope, axis_dims, grid_positions, rope_tables
+from vjepa_fast.rope import apply_rope, axis_dims, grid_positions, rope_tables
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 
@@ -303,7 +303,7 @@ def test_out_layers(tiny_encoder):
     assert len(outs) == 2
     torch.testing.assert_close(outs[1], tiny_encoder(v), atol=0, rtol=0)
     x = tiny_encoder.patch_embed(v)
-    from vjepa_fast.models.rope import grid_rope_tables
+    from vjepa_fast.rope import grid_rope_tables
 
     from vjepa_fast.models.layers import Rope
 

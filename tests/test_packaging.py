@@ -78,7 +78,8 @@ import transformers
 from transformers import VJEPA2Model
 from vjepa_fast.checkpoints import hf_config_dict
 from vjepa_fast.models import EncoderConfig, PredictorConfig
-from vjepa_fast.ops.attention import rope_attention, reference_rope_attention
+from vjepa_fast.ops.attention import rope_attention
+from vjepa_fast.reference.attention import reference_rope_attention
 import vjepa_fast.kernels.attention as ours
 
 root = os.path.abspath(sys.argv[1])

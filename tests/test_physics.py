@@ -177,7 +177,7 @@ def test_frames_and_states_match_the_live_simulator(tmp_path: Path):
 
 def test_generate_physics_tiny_run_is_readable_and_resumable(tmp_path: Path):
     from robot.simtools.generate_physics import PhysicsGenConfig, generate_physics, main
-    from vjepa_fast.data.episodes import read_episode
+    from vjepa_fast.data.episode_format import read_episode
     from vjepa_fast.robotics.pose import actions_from_states
 
     cfg = PhysicsGenConfig(episodes=2, steps=5, seed=3, size=64, mix=(1.0, 0.0, 0.0, 0.0), epsilon=0.0)
@@ -254,7 +254,8 @@ def test_behaviour_cloning_learns_and_round_trips(tmp_path: Path):
 
     from robot.simtools.generate_physics import PhysicsGenConfig, generate_physics
     from vjepa_fast.checkpoints import save_safetensors
-    from vjepa_fast.data.episodes import PlannerPreprocess, find_episodes, read_episode
+    from vjepa_fast.data.episode_format import find_episodes, read_episode
+    from vjepa_fast.data.preprocess import PlannerPreprocess
     from vjepa_fast.data.latent_cache import build_latent_cache
     from vjepa_fast.models import EncoderConfig, VideoEncoder
     from vjepa_fast.train.bc import load_bc_policy, main, train_bc
@@ -286,7 +287,8 @@ def test_distilled_policy_follows_the_planner(tmp_path: Path):
 
     from robot.simtools.generate_physics import PhysicsGenConfig, generate_physics
     from vjepa_fast.checkpoints import save_safetensors
-    from vjepa_fast.data.episodes import PlannerPreprocess, find_episodes, read_episode
+    from vjepa_fast.data.episode_format import find_episodes, read_episode
+    from vjepa_fast.data.preprocess import PlannerPreprocess
     from vjepa_fast.data.latent_cache import build_latent_cache
     from vjepa_fast.models import ActionConditionedPredictor, ACPredictorConfig, EncoderConfig, VideoEncoder
     from vjepa_fast.planning import PlannerConfig

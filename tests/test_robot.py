@@ -265,7 +265,7 @@ def _run_mpc(args: list[str], timeout: float = 300) -> subprocess.CompletedProce
 def test_closed_loop_on_the_simulator(tmp_path: Path) -> None:
     """`run_mpc.py --sim` end to end: the arm moves, the logs are complete and readable as training data,
     the logged command stream respects the velocity/acceleration/jerk limits, shutdown is clean."""
-    from vjepa_fast.data.episodes import read_episode
+    from vjepa_fast.data.episode_format import read_episode
 
     log = tmp_path / "run"
     proc = _run_mpc(["--sim", "--goal-offset", "0.05", "0.05", "-0.05", "--max-steps", "3", "--log-dir", str(log),
@@ -392,7 +392,7 @@ def test_executed_equals_planned_on_the_simulator(rig) -> None:
 ])
 def test_fault_ends_in_a_safe_stop(rig, fault: str, message: str, steps_done: int) -> None:
     from robot.mpc import MPCRunner
-    from vjepa_fast.data.episodes import read_episode
+    from vjepa_fast.data.episode_format import read_episode
 
     faulty = FaultyPlanner(rig["planner"], fault, at=1, sim=rig["sim"], camera=rig["camera"])
     goal = rig["camera"].latest()[0]

@@ -17,7 +17,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 def test_collect_two_short_episodes(tmp_path: Path) -> None:
     from robot.collect import CollectConfig, collect, episode_dir
-    from vjepa_fast.data.episodes import find_episodes, read_episode
+    from vjepa_fast.data.episode_format import find_episodes, read_episode
 
     cfg = CollectConfig(episodes=2, steps=3, max_delta=0.04, seed=3)
     out = tmp_path / "eps"

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from vjepa_fast.models import ACPredictorConfig, ActionConditionedPredictor
-from vjepa_fast.data.episodes import PlannerPreprocess
+from vjepa_fast.data.preprocess import PlannerPreprocess
 from vjepa_fast.train.ac import ac_forward, identity_init
 
 
@@ -52,7 +52,7 @@ def test_run_mpc_defaults_to_the_shipped_sim_model() -> None:
 
 
 def _episodes(root, n: int = 4, steps: int = 6) -> None:
-    from vjepa_fast.data.episodes import EpisodeWriter
+    from vjepa_fast.data.episode_format import EpisodeWriter
 
     rng = np.random.default_rng(0)
     for e in range(n):

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from vjepa_fast import load_official
-from vjepa_fast.data.episodes import EpisodeWriter, FramePreprocess, find_episodes, read_episode
+from vjepa_fast.data.episode_format import EpisodeWriter, find_episodes, read_episode
+from vjepa_fast.data.preprocess import FramePreprocess
 from vjepa_fast.data.latent_cache import CachedClipDataset, LatentCache, build_latent_cache
 from vjepa_fast.models import ACPredictorConfig, EncoderConfig, VideoEncoder
 from vjepa_fast.train.config import ACDataConfig

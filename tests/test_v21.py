@@ -26,7 +26,7 @@ from vjepa_fast.models import (
     VideoEncoder,
     configs_from_meta,
 )
-from vjepa_fast.models.rope import apply_rope, grid_rope_tables, rope_positions, rope_tables
+from vjepa_fast.rope import apply_rope, grid_rope_tables, rope_positions, rope_tables
 
 # Meta's own fp64 rerun of these fixtures differs from them by at most 4.3e-6 (README); 1e-4 is the
 # issue's bound for fp32 with other kernels.

@@ -20,20 +20,17 @@ from vjepa_fast.data.augment import (  # noqa: E402
     ClipAugment,
     sample_resized_crop,
 )
-from vjepa_fast.data.video import (  # noqa: E402
+from vjepa_fast.data.decode import (  # noqa: E402
     SKIP_REASONS,
     ClipSkipped,
-    VideoClipDataset,
-    WeightedMixtureSampler,
     count_frames,
-    count_skips,
     decode_clip,
     decode_frames,
-    expand_source,
     frame_step,
-    load_manifest,
     read_image_clip,
 )
+from vjepa_fast.data.sources import expand_source, load_manifest  # noqa: E402
+from vjepa_fast.data.video import VideoClipDataset, WeightedMixtureSampler, count_skips  # noqa: E402
 
 SQ = 8  # side of the moving square, px
 
@@ -171,7 +168,7 @@ def test_short_video_padding_and_skips(media: dict[str, Path]) -> None:
 def test_decode_frames_by_index_is_the_one_decoder(media: dict[str, Path]) -> None:
     """decode_frames (index = decoding order, what episodes and DROID read) gives the frames decode_clip picks
     by timestamp after its seek; the episode readers are this decoder with their own skip reasons."""
-    from vjepa_fast.data.episodes import EpisodeSkipped, read_video_frames, video_num_frames
+    from vjepa_fast.data.robot_episode import EpisodeSkipped, read_video_frames, video_num_frames
 
     long = media["long"]
     assert count_frames(long) == video_num_frames(long) == 120
@@ -350,7 +347,7 @@ def test_dataloader_workers_match_single_process(media: dict[str, Path]) -> None
 
 
 def _write_episode(path: Path, n: int, fps: float = 4.0, *, mp4: bool = False) -> None:
-    from vjepa_fast.data.episodes import EpisodeWriter
+    from vjepa_fast.data.episode_format import EpisodeWriter
 
     w = EpisodeWriter(path, fps=fps, camera="sim:front_right")
     for i in range(n):

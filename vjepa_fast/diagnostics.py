@@ -211,7 +211,7 @@ def episode_latents(encoder: torch.nn.Module, episodes: Sequence[str | Path], *,
     (`WorldModel.encode`: eval preprocessing at the encoder's size, each frame a 2-frame clip, layer norm).
     At most `max_frames` frames, drawn uniformly (seeded) over all frames of all episodes. xyz: the end
     effector's (target "ee") or an object's (its name: per-frame positions in the episode's meta.json)."""
-    from vjepa_fast.data.episodes import read_episode
+    from vjepa_fast.data.episode_format import read_episode
     from vjepa_fast.data.transforms import preprocess_frames
 
     if not episodes:

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from vjepa_fast.data.episodes import find_episodes, read_episode  # noqa: E402
+from vjepa_fast.data.episode_format import find_episodes, read_episode  # noqa: E402
 from vjepa_fast.data.synthetic import write_video  # noqa: E402
 
 NAMES = ["+x", "-x", "+y", "-y", "+z", "-z"]

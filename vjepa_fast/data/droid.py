@@ -20,17 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vjepa_fast.fileio import read_path_list
-from vjepa_fast.data.episodes import (
-    EpisodeClipDataset,
+from vjepa_fast.data.episode_clips import EpisodeClipDataset, load_episodes
+from vjepa_fast.data.preprocess import FramePreprocess
+from vjepa_fast.data.robot_episode import (
     EpisodeSkipped,
-    FramePreprocess,
     RobotEpisode,
     check_states,
-    load_episodes,
     read_video_frames,
     video_num_frames,
 )
+from vjepa_fast.fileio import read_path_list
 
 __all__ = [
     "DROID_FPS",

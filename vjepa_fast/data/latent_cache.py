@@ -42,7 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from vjepa_fast.data.episodes import EpisodeSkipped, FramePreprocess, RobotEpisode, clip_starts
+from vjepa_fast.data.episode_clips import clip_starts
+from vjepa_fast.data.episodes import episode_fingerprint
+from vjepa_fast.data.preprocess import FramePreprocess
+from vjepa_fast.data.robot_episode import EpisodeSkipped, RobotEpisode
 from vjepa_fast.robotics.pose import actions_from_states
 from vjepa_fast.constants import TARGET_LN_EPS  # re-exported: data.latent_cache.TARGET_LN_EPS
 from vjepa_fast.fileio import atomic_write_text
@@ -264,8 +267,6 @@ def ensure_latent_cache(
     modification times of the files holding their states), the same encoder weights and config, the same
     preprocessing, frame_stride and storage dtype. Returns (cache, rebuilt).
     """
-    from vjepa_fast.data.episodes import episode_fingerprint
-
     stamp = {"episodes_sha256": episode_fingerprint(episodes), "episode_sources": len(episodes)}
     out = Path(out_dir)
     fingerprint = encoder_fingerprint(encoder)

@@ -6,7 +6,7 @@ from vjepa_fast.models.config import ACPredictorConfig, EncoderConfig, Predictor
 from vjepa_fast.models.encoder import VideoEncoder
 from vjepa_fast.models.meta_config import MetaConfigs, configs_from_meta
 from vjepa_fast.models.predictor import MaskedPredictor
-from vjepa_fast.models.rope import apply_rope, grid_positions, grid_rope_tables, rope_tables
+from vjepa_fast.rope import apply_rope, grid_positions, grid_rope_tables, rope_tables
 
 __all__ = [
     "ACKVCache",

@@ -10,7 +10,7 @@ import torch.nn as nn
 from vjepa_fast.models.config import ACPredictorConfig
 from vjepa_fast.models.attention import FUSED
 from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, LayerKV, Rope, init_weights
-from vjepa_fast.models.rope import grid_positions, rope_tables
+from vjepa_fast.rope import grid_positions, rope_tables
 
 COND_TOKENS = 2  # [action_t, state_t] precede the frame tokens of step t
 

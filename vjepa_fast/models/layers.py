@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vjepa_fast.models.attention import FUSED, attention, check_attention_impl
-from vjepa_fast.models.rope import ROPE_TILED, apply_rope, grid_rope_tables
+from vjepa_fast.rope import ROPE_TILED, apply_rope, grid_rope_tables
 
 LAYER_NORM_EPS = 1e-6
 INIT_STD = 0.02
@@ -41,7 +41,7 @@ class Rope:
     cu_seqlens, max_seqlen: for packed variable-length samples (x is [1, sum(K_b), D], sample b at
         cu_seqlens[b]:cu_seqlens[b+1]; attn_impl="fused" only). None: every row of x is one sample.
     style, interp: the RoPE variant the fused kernel rotates with ("tiled": V-JEPA 2, "interleaved": 2.1)
-        and 2.1's row/column rescaling (`vjepa_fast.models.rope.rope_positions`); cos/sin already hold them.
+        and 2.1's row/column rescaling (`vjepa_fast.rope.rope_positions`); cos/sin already hold them.
     """
 
     cos: torch.Tensor | None = None

@@ -1,8 +1,10 @@
 """Public op API of vjepa_fast and the dispatch between the compiled, Triton and reference backends.
 
 Importing this module loads the compiled extension `vjepa_fast._C`, whose static initialisers register
-the ops under `torch.ops.vjepa_fast` (C++ CPU and, when built with CUDA, CUDA kernels), and registers
-their fake kernels so they trace under torch.compile(fullgraph=True) and FakeTensorMode.
+the compiled ops under `torch.ops.vjepa_fast` (ema_update_, cem_sample, cem_refit: schemas in csrc/ops.cpp, C++
+CPU and, when built with CUDA, CUDA kernels), and registers their fake kernels so they trace under
+torch.compile(fullgraph=True) and FakeTensorMode. rope_attention (Triton + reference, no C++ kernel) declares
+its schema itself in ops/attention.py.
 """
 
 from vjepa_fast.ops._extension import cuda_built

@@ -6,9 +6,10 @@ with V-JEPA 2's 3D RoPE computed from integer position codes (see `position_code
 (`rope_style="interleaved"`, with `rope_interp` rescaling rows and columns as its encoder does). The tokens
 of all samples are packed one after another ([T, H, hd], sample b at `cu_seqlens[b]:cu_seqlens[b+1]`), so
 samples keep their own lengths. Backends: "triton" (kernels/attention.py: CUDA tensors, or CPU tensors
-under TRITON_INTERPRET=1) and "reference" (the same maths in PyTorch: per sample, `apply_rope` + SDPA with a
-boolean block-causal mask). "auto" picks Triton wherever it can run. The op has autograd (the backward is a
-second op) and fake kernels, so it works under torch.compile(fullgraph=True).
+under TRITON_INTERPRET=1) and "reference" (`vjepa_fast.reference.attention`: the same maths in PyTorch, per
+sample `apply_rope` + SDPA with a boolean block-causal mask). "auto" picks Triton wherever it can run. The op has autograd (the backward is a
+second op) and fake kernels, so it works under torch.compile(fullgraph=True). Having no C++ kernel, the op
+declares its schema here (torch.library.custom_op) rather than in csrc/ops.cpp.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import os
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
+
+from vjepa_fast.reference.attention import reference_rope_attention, reference_rope_attention_backward
+from vjepa_fast.rope import ROPE_STYLES
 
 ATTENTION_BACKENDS = ("auto", "triton", "reference")
 MIN_HEAD_DIM = 8  # the kernels pad the head to a power of two >= 16 (tl.dot's smallest K)
@@ -49,99 +52,6 @@ def position_codes(indices: torch.Tensor) -> torch.Tensor:
 def time_only_codes(steps: torch.Tensor) -> torch.Tensor:
     """int32 codes of tokens that carry only a time step t (rotated on the t dims only): -(t + 1)."""
     return (-steps - 1).to(torch.int32)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Reference backend: the model's own maths (apply_rope, SDPA), one sample at a time.
-
-def _tables_from_codes(codes: torch.Tensor, grid: Sequence[int], head_dim: int, style: str = "tiled",
-                       interp: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    from vjepa_fast.models.rope import rope_positions, rope_tables
-
-    codes = codes.long()
-    on_grid = codes >= 0
-    t, h, w = rope_positions(codes.clamp(min=0), (grid[1], grid[2]), interp)
-    t = torch.where(on_grid, t, -codes - 1)
-    cos_g, sin_g = rope_tables(t, h, w, head_dim, style)
-    cos_t, sin_t = rope_tables(t, None, None, head_dim, style)
-    return torch.where(on_grid[:, None], cos_g, cos_t), torch.where(on_grid[:, None], sin_g, sin_t)
-
-
-def _block_causal_mask(len_q: int, len_k: int, step_len: int, device: torch.device) -> torch.Tensor:
-    q_step = (torch.arange(len_q, device=device) + (len_k - len_q)) // step_len
-    k_step = torch.arange(len_k, device=device) // step_len
-    return k_step[None, :] <= q_step[:, None]
-
-
-def _key_ranges(cu_k: torch.Tensor, seqused_k: torch.Tensor | None) -> list[tuple[int, int]]:
-    bk = cu_k.tolist()
-    if seqused_k is None:
-        return [(bk[b], bk[b + 1]) for b in range(len(bk) - 1)]
-    return [(bk[b], bk[b] + n) for b, n in enumerate(seqused_k.tolist())]
-
-
-def reference_rope_attention(q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[int], scale: float,
-                             step_len: int, seqused_k: torch.Tensor | None = None, rope_style: str = "tiled",
-                             rope_interp: int = 0) -> torch.Tensor:
-    """The op's maths in PyTorch (differentiable): out [Tq, H, hd] in q's dtype."""
-    from vjepa_fast.models.rope import apply_rope
-
-    head_dim = q.shape[-1]
-    out = []
-    bq, keys = cu_q.tolist(), _key_ranges(cu_k, seqused_k)
-    for b in range(len(bq) - 1):
-        q0, q1, (k0, k1) = bq[b], bq[b + 1], keys[b]
-        if q1 == q0:
-            continue
-        cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim, rope_style, rope_interp)
-        ck, sk = _tables_from_codes(pos_k[k0:k1], grid, head_dim, rope_style, rope_interp)
-        qb = apply_rope(q[q0:q1].transpose(0, 1), cq, sq)  # [H, Lq, hd]
-        kb = apply_rope(k[k0:k1].transpose(0, 1), ck, sk)
-        vb = v[k0:k1].transpose(0, 1)
-        mask = _block_causal_mask(q1 - q0, k1 - k0, step_len, q.device) if step_len > 0 else None
-        out.append(F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale).transpose(0, 1))
-    if not out:
-        return q.new_zeros(q.shape)
-    return torch.cat(out, 0)
-
-
-def reference_rope_attention_backward(grad_out, q, k, v, pos_q, pos_k, cu_q, cu_k, grid: Sequence[int],
-                                      scale: float, step_len: int, seqused_k: torch.Tensor | None = None,
-                                      rope_style: str = "tiled", rope_interp: int = 0):
-    """Gradients of `reference_rope_attention` written out (fp32 maths): (dq, dk, dv) in the inputs' dtypes.
-
-    Written by hand rather than by autograd because the op's implementation runs below the autograd key.
-    """
-    from vjepa_fast.models.rope import pair_swap
-
-    head_dim = q.shape[-1]
-    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    bq, keys = cu_q.tolist(), _key_ranges(cu_k, seqused_k)
-    for b in range(len(bq) - 1):
-        q0, q1, (k0, k1) = bq[b], bq[b + 1], keys[b]
-        if q1 == q0:
-            continue
-        cq, sq = _tables_from_codes(pos_q[q0:q1], grid, head_dim, rope_style, rope_interp)
-        ck, sk = _tables_from_codes(pos_k[k0:k1], grid, head_dim, rope_style, rope_interp)
-        qf = q[q0:q1].float().transpose(0, 1)  # [H, Lq, hd]
-        kf = k[k0:k1].float().transpose(0, 1)
-        vf = v[k0:k1].float().transpose(0, 1)
-        go = grad_out[q0:q1].float().transpose(0, 1)
-        qr = qf * cq + pair_swap(qf) * sq
-        kr = kf * ck + pair_swap(kf) * sk
-        s = qr @ kr.transpose(1, 2) * scale
-        if step_len > 0:
-            s = s.masked_fill(~_block_causal_mask(q1 - q0, k1 - k0, step_len, q.device), float("-inf"))
-        p = torch.softmax(s, dim=-1)
-        o = p @ vf
-        dv[k0:k1] = (p.transpose(1, 2) @ go).transpose(0, 1).to(v.dtype)
-        dp = go @ vf.transpose(1, 2)
-        ds = p * (dp - (go * o).sum(-1, keepdim=True))
-        dqr = ds @ kr * scale
-        dkr = ds.transpose(1, 2) @ qr * scale
-        dq[q0:q1] = (dqr * cq - pair_swap(dqr * sq)).transpose(0, 1).to(q.dtype)
-        dk[k0:k1] = (dkr * ck - pair_swap(dkr * sk)).transpose(0, 1).to(k.dtype)
-    return dq, dk, dv
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -267,7 +177,7 @@ def rope_attention(
             these tensors themselves, and a sync per block would stall a GPU.
         rope_style: "tiled" (V-JEPA 2's RoPE) or "interleaved" (V-JEPA 2.1's standard pairwise rotation).
         rope_interp: 0, or G > 0 to rescale grid rows and columns to h * G / (Hp - 1), w * G / (Wp - 1) as
-            V-JEPA 2.1's encoder does (`vjepa_fast.models.rope.rope_positions`; needs Hp, Wp >= 2).
+            V-JEPA 2.1's encoder does (`vjepa_fast.rope.rope_positions`; needs Hp, Wp >= 2).
     Returns [Tq, H, hd] in q's dtype.
     """
     for name, t, dims in (("q", q, 3), ("k", k, 3), ("v", v, 3), ("pos_q", pos_q, 1), ("pos_k", pos_k, 1),
@@ -310,8 +220,6 @@ def rope_attention(
         raise ValueError(f"rope_attention: step_len must be an int >= 0, got {step_len!r}")
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"rope_attention: backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
-    from vjepa_fast.models.rope import ROPE_STYLES
-
     if rope_style not in ROPE_STYLES:
         raise ValueError(f"rope_attention: rope_style must be one of {ROPE_STYLES}, got {rope_style!r}")
     if not isinstance(rope_interp, int) or rope_interp < 0:

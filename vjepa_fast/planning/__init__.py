@@ -4,16 +4,10 @@ MPPI, iCEM, gradient and CEM + gradient planners behind the same `plan` interfac
 Depends on models and ops only (never on train/ or robot/): robot/ drives the planner, not the other way round.
 """
 
-from vjepa_fast.planning.cem import (
-    CEMPlanner,
-    GoalSequence,
-    PlannerConfig,
-    PlanResult,
-    SubgoalSchedule,
-    l1_energy,
-    shift_plan,
-    to_actions,
-)
+from vjepa_fast.planning.cem import CEMPlanner
+from vjepa_fast.planning.goals import GoalSequence, SubgoalSchedule
+from vjepa_fast.planning.planner_config import PlannerConfig
+from vjepa_fast.planning.plans import PlanResult, l1_energy, shift_plan, to_actions
 from vjepa_fast.planning.planners import PLANNERS, make_planner
 from vjepa_fast.planning.world_model import PlanningModel, WorldModel
 

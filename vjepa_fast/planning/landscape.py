@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from vjepa_fast.planning.cem import l1_energy
+from vjepa_fast.planning.plans import l1_energy
 from vjepa_fast.planning.world_model import PlanningModel
 
 __all__ = ["energy_landscape", "save_landscape_png"]

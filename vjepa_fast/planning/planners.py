@@ -36,12 +36,12 @@ from typing import Any
 import torch
 
 from vjepa_fast.ops import cem_refit, cem_sample
-from vjepa_fast.planning.cem import (
-    CEMPlanner,
-    PlannerConfig,
+from vjepa_fast.planning.cem import CEMPlanner
+from vjepa_fast.planning.planner_config import PlannerConfig
+from vjepa_fast.planning.plans import (
     PlanResult,
-    _check_problem,
-    _check_values,
+    check_problem,
+    check_problem_values,
     l1_energy,
     returned_actions,
     to_actions,
@@ -141,13 +141,13 @@ class _Base(CEMPlanner):
 
     def _start(self, z_obs, state, z_goal, init_mean, seed):
         cfg = self.config
-        b = _check_problem(self.model.latent_shape, z_obs, state, z_goal)
+        b = check_problem(self.model.latent_shape, z_obs, state, z_goal)
         seed = cfg.seed if seed is None else seed
         if not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
         dev = z_obs.device
         if (dev.type == "cpu" if cfg.validate is None else cfg.validate):
-            _check_values(z_obs, state, z_goal, init_mean)
+            check_problem_values(z_obs, state, z_goal, init_mean)
         mean, std = self.initial(b, dev, init_mean)
         return b, seed, dev, state.to(dev, torch.float32), z_goal.to(dev, torch.float32), mean, std
 

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from vjepa_fast.models import ActionConditionedPredictor
-from vjepa_fast.planning.cem import Normals, PlannerConfig, PlanResult, given_normals, returned_actions, to_actions
+from vjepa_fast.planning.planner_config import PlannerConfig
+from vjepa_fast.planning.plans import Normals, PlanResult, given_normals, returned_actions, to_actions
 from vjepa_fast.planning.world_model import TARGET_LN_EPS, PlanningModel
 from vjepa_fast.reference.cem import philox_normals, project_ball
 from vjepa_fast.robotics.pose import compose_action

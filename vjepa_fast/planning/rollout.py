@@ -34,7 +34,7 @@ from vjepa_fast.models import ActionConditionedPredictor
 from vjepa_fast.models.ac_predictor import COND_TOKENS
 from vjepa_fast.models.attention import FUSED, attention
 from vjepa_fast.ops.attention import rope_attention, triton_available, uniform_cu_seqlens
-from vjepa_fast.models.rope import apply_rope
+from vjepa_fast.rope import apply_rope
 from vjepa_fast.precision import private_cpu_ops_ok
 
 __all__ = ["LeanACRollout"]

@@ -1,5 +1,5 @@
 """Labelled videos for attentive probes: CSV reading, multi-clip x multi-view frame sampling (decoded with the
-package's PyAV path, `vjepa_fast.data.video.decode_frames`), and the frozen encoder's tokens per view.
+package's PyAV path, `vjepa_fast.data.decode.decode_frames`), and the frozen encoder's tokens per view.
 
 CSV schemas (a header row is required; extra columns are ignored; relative paths are taken from the CSV's folder):
 - classification: `path,label`. label: an int class index, or one of `class_names`.
@@ -92,9 +92,9 @@ def read_probe_csv(path: str | os.PathLike, task: str = "classification",
 
 def video_info(path: str) -> tuple[int, float]:
     """(number of frames, frames per second) of a video file, from its header (frames decoded if unknown)."""
-    from vjepa_fast.data.video import _open_video, count_frames
+    from vjepa_fast.data.decode import count_frames, open_video
 
-    container = _open_video(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -171,7 +171,7 @@ class ProbeVideoDataset(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, i: int) -> dict:
-        from vjepa_fast.data.video import ClipSkipped, decode_frames
+        from vjepa_fast.data.decode import ClipSkipped, decode_frames
 
         s = self.samples[i]
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + i) if self.train else None

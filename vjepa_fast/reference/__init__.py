@@ -3,6 +3,7 @@
 Nothing here imports the kernels or the ops it checks.
 """
 
+from vjepa_fast.reference.attention import reference_rope_attention, reference_rope_attention_backward
 from vjepa_fast.reference.cem import cem_refit_reference, cem_sample_reference, philox4x32_10, philox_normals
 from vjepa_fast.reference.ema import ema_update_foreach_, ema_update_loop_, ema_update_reference_
 
@@ -14,4 +15,6 @@ __all__ = [
     "ema_update_reference_",
     "philox4x32_10",
     "philox_normals",
+    "reference_rope_attention",
+    "reference_rope_attention_backward",
 ]
