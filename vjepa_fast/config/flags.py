@@ -221,10 +221,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, default_pre
 
 
 def config_from_args(args: argparse.Namespace, cls: type[T] | None = None, *, base: T | None = None,
-                     overrides: Mapping[str, Any] | None = None) -> T:
+                     overrides: Mapping[str, Any] | None = None, check: Callable[[T], None] | None = None) -> T:
     """The config an `add_config_arguments` parser describes: defaults (`base` here, else the parser's) < preset
     < --config < flags < KEY=VALUE / --set < `overrides` (values the command computed from its own flags).
-    Prints it as TOML and exits 0 on --print-config."""
+    `check(cfg)` may raise for what the command forbids; then on --print-config the config is printed as TOML
+    and the process exits 0."""
     spec: _Spec | None = getattr(args, _SPEC, None)
     if spec is None:
         raise ValueError("config_from_args needs a parser set up by add_config_arguments")
@@ -236,6 +237,8 @@ def config_from_args(args: argparse.Namespace, cls: type[T] | None = None, *, ba
     cfg = load_config(spec.cls, path=args.config, preset=args.preset, overrides=dict(items),
                       presets=spec.presets, default_preset=spec.default_preset,
                       base=base if base is not None else spec.base)
+    if check is not None:
+        check(cfg)
     if args.print_config:
         print(to_toml(cfg), end="")
         raise SystemExit(0)
