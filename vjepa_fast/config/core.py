@@ -283,7 +283,9 @@ def _field_comments(cls: type) -> dict[str, str]:
 
 def _docstring_help(cls: type, name: str) -> str:
     """The sentence after `name:` in the class docstring (e.g. PlannerConfig's "topk: elites (<= num_samples).")."""
-    doc = " ".join((inspect.getdoc(cls) or "").split())
+    doc = " ".join((cls.__dict__.get("__doc__") or "").split())
+    if doc.startswith(f"{cls.__name__}("):  # the signature dataclass writes when the class has no docstring
+        return ""
     m = re.search(rf"(?:^|[\s.(])(?:\w+ / )?{re.escape(name)}(?: / \w+)?: (.+?)(?:\.\s|\.$|$)", doc)
     return m.group(1).strip() if m else ""
 
