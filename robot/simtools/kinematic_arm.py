@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from robot.collect import collection_safety
+
 __all__ = ["KinematicArm", "pose_state", "PATHS", "REST_TOL"]
 
 PATHS = ("ruckig", "step")  # how a move is cut into IK commands (GenerateConfig.path)
