@@ -113,11 +113,54 @@ def build_world_model(args: argparse.Namespace):
     return WorldModel(encoder.eval(), predictor.eval(), dtype=args.dtype)
 
 
+# run_mpc's planner defaults (PlannerConfig's others): CPU-sized, one action per plan.
+PLANNER_DEFAULTS = {"num_samples": 64, "topk": 8, "iterations": 3, "horizon": 1}
+
+
+def _add_planner_config_arguments(p: argparse.ArgumentParser) -> None:
+    """PlannerConfig's flags, generated (vjepa_fast.config), with run_mpc's defaults and older spellings. max_norm
+    and bound come from --max-step and --bound, which bound the safety layer too."""
+    from vjepa_fast.config import Flag, add_config_arguments
+    from vjepa_fast.planning.cem import GRIPPER_MODES, PlannerConfig
+    from vjepa_fast.precision import DTYPE_CHOICES
+
+    add_config_arguments(
+        p, PlannerConfig, base=PlannerConfig(**PLANNER_DEFAULTS), flags=True, positional=False,
+        exclude=("max_norm", "bound"), choices={"gripper": GRIPPER_MODES, "dtype": DTYPE_CHOICES,
+                                                "coarse_dtype": DTYPE_CHOICES},
+        aliases=[Flag("--samples", "num_samples"),
+                 Flag("--momentum", ("momentum_pos", "momentum_grip"), same=True,
+                      help="momentum of the mean/std updates of every dim (both momentum_pos and momentum_grip)"),
+                 Flag("--plan-gripper", "gripper", const="plan", help="plan the gripper too (gripper = plan)")],
+        helps={"horizon": "actions per plan (the energy scores the frame after the last one: with 2+ the executed "
+                          "first action is only loosely pinned down; SIM_RECIPE.md)",
+               "dtype": "rollout dtype; auto: bfloat16 where the GPU / CPU does bf16 natively (AMX, AVX512_BF16), "
+                        "float32 elsewhere (VJEPA_FAST_CPU_FALLBACK=1: the AVX2-only behaviour)",
+               "gripper": "hold or plan the gripper (plan with --task)"})
+
+
+def planner_config(args: argparse.Namespace):
+    """The PlannerConfig of a run: run_mpc's defaults, max_norm = --max-step, bound = --bound, the gripper planned
+    with --task; then --config, the planner flags and --set. Prints it and exits on --print-config."""
+    from vjepa_fast.config import config_from_args
+    from vjepa_fast.planning import PlannerConfig
+
+    base = PlannerConfig(**PLANNER_DEFAULTS, max_norm=args.max_step, bound=args.bound,
+                         gripper="plan" if args.task else "hold")
+
+    def check(cfg: PlannerConfig) -> None:
+        if (cfg.max_norm, cfg.bound) != (args.max_step, args.bound):
+            raise ValueError("max_norm and bound are --max-step and --bound here (the safety layer executes what "
+                             "the planner scored): set those instead")
+
+    return config_from_args(args, PlannerConfig, base=base, check=check)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from robot.sim import CAMERAS, DEFAULT_CAMERA, resolve_sim_camera
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = p.add_mutually_exclusive_group(required=True)
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--sim", action="store_true", help="start franky-sim (MuJoCo) on loopback and use it")
     where.add_argument("--robot-ip", help="IP of a real Franka arm (FCI); real time is enforced")
     g = p.add_argument_group("goal")
@@ -139,32 +182,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="plan with a randomly initialised model of this preset (without a checkpoint: tiny, except "
                         "that --sim then uses the shipped model: robot/assets/sim_manip_world_model.safetensors with --task, "
                         "else robot/assets/sim_demo_world_model.safetensors)")
-    m.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
-                   help="rollout dtype; auto (default): bfloat16 on a GPU or a CPU with AMX / AVX512_BF16, float32 "
-                        "elsewhere (bf16 is ~7x slower than fp32 on an AVX2-only CPU); VJEPA_FAST_CPU_FALLBACK=1 "
-                        "forces the AVX2-only behaviour")
     c = p.add_argument_group("planner (CEM by default; --planner picks another, with the same sizes)")
     from vjepa_fast.planning.planners import add_planner_arguments
 
     add_planner_arguments(c)
-    c.add_argument("--samples", type=int, default=64, help="samples per iteration (paper: 800)")
-    c.add_argument("--topk", type=int, default=8, help="elites (paper: 10)")
-    c.add_argument("--iterations", type=int, default=3, help="CEM iterations (paper: 10)")
-    c.add_argument("--horizon", type=int, default=1,
-                   help="actions per plan (the energy scores the frame after the last one, so with 2+ the first "
-                        "action, the one executed, is only loosely pinned down; SIM_RECIPE.md)")
-    c.add_argument("--keep-elites", action="store_true", help="carry each iteration's elites into the next (iCEM)")
-    c.add_argument("--return-best", action="store_true", help="plan = better of final mean and best elite")
-    c.add_argument("--coarse-iterations", type=int, default=0,
-                   help="roll out the first N CEM iterations in bf16 where the CPU/GPU does bf16 natively (useful "
-                        "with --dtype float32)")
-    c.add_argument("--momentum", type=float, default=0.15, help="momentum of mean/std updates")
     c.add_argument("--bound", default=None, choices=["ball", "box"],
                    help="step bound of the planner AND the safety layer: L2 ball (default) or per-axis box of "
                         "--max-step (a box step reaches sqrt(3) x --max-step; the default with --task, as the "
                         "manipulation data's moves)")
-    c.add_argument("--plan-gripper", action="store_true", help="plan the gripper too (default: hold it)")
-    c.add_argument("--seed", type=int, default=0)
+    _add_planner_config_arguments(p)
     s = p.add_argument_group("safety and timing")
     s.add_argument("--max-step", type=float, default=0.05, help="largest translation per action, m")
     s.add_argument("--workspace-min", nargs=3, type=float, default=(0.25, -0.45, 0.08))
@@ -201,6 +227,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--no-gripper", action="store_true", help="do not connect to the gripper")
     r.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.bound is None:
+        args.bound = "box" if args.task else "ball"
+    try:
+        args.planner_config = planner_config(args)  # prints it and exits on --print-config
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        p.error(str(exc))
+    args.seed, args.dtype = args.planner_config.seed, args.planner_config.dtype
+    if not (args.sim or args.robot_ip):
+        p.error("one of the arguments --sim --robot-ip is required")
     if args.task is not None:
         if not args.sim:
             p.error("--task needs --sim (the layout is placed in the simulator)")
@@ -214,8 +249,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give --goal IMAGE [IMAGE ...], (with --sim) --goal-offset DX DY DZ, or (with --sim) --task NAME")
     if args.goal_offset is not None and not args.sim:
         p.error("--goal-offset needs --sim (it renders the goal in the simulator)")
-    if args.bound is None:
-        args.bound = "box" if args.task else "ball"
     args.max_steps_given = args.max_steps is not None
     if args.max_steps is None:
         args.max_steps = 10
@@ -280,63 +313,6 @@ def _render_goal(control, camera, offset: np.ndarray, settle: float) -> tuple[np
     return frame, goal, start
 
 
-def _prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
-    """The task instance, its sub-goal frames (the scripted oracle in the in-process physics, saved as
-    goal_K.png), the manipulation workspace (unless --workspace-* were given) and the episode settings."""
-    from robot.camera import save_png
-    from robot.simtools.physics import PhysicsArm, manipulation_safety
-    from robot.simtools.task_eval import DEFAULT_STEPS, DEFAULT_SUBGOAL_STEPS
-    from robot.simtools.tasks import draw_task, goal_frames
-
-    inst = draw_task(args.task, 0 if args.task_seed is None else args.task_seed)
-    with PhysicsArm(args.sim_camera, 256) as arm:
-        goals, oracle = goal_frames(inst, arm)
-    for k, frame in enumerate(goals):
-        save_png(frame, log_dir / f"goal_{k}.png")
-    ws = manipulation_safety()
-    if tuple(args.workspace_min) == (0.25, -0.45, 0.08):
-        args.workspace_min = ws.workspace_min
-    if tuple(args.workspace_max) == (0.80, 0.45, 0.75):
-        args.workspace_max = ws.workspace_max
-    _LOG.info("task %s, layout seed %d: %d sub-goal images in %s (the scripted oracle %s this layout)", args.task,
-              inst.seed, len(goals), log_dir, "solves" if oracle["success"] else "FAILS")
-    return {"instance": inst, "goals": goals, "budgets": DEFAULT_SUBGOAL_STEPS[args.task],
-            "max_steps": DEFAULT_STEPS[args.task]}
-
-
-def _start_task(rig, safety, task: dict, settle: float):
-    """Opens the hand, moves the arm to the task's start (READY) through the control loop, and returns the
-    early-stop check: the live simulator's state (qpos) judged by robot/simtools/tasks.py `success`."""
-    from robot import shm
-    from robot.simtools.physics import PhysicsArm
-    from robot.safety import safe_target
-    from robot.simtools.tasks import READY, success
-
-    if rig.gripper is not None:
-        rig.gripper.wait_done(rig.gripper.command(safety.gripper_width_open), settle)
-    here = rig.commanded_xyz()
-    for _ in range(50):
-        if np.linalg.norm(READY - here) < 1e-6:
-            break
-        here, _ = safe_target(here, np.r_[READY - here, 0.0, 0.0, 0.0, 0.0], safety)
-        rig.control.send_target(here, 0.0)
-        if not rig.control.wait_settled(settle):
-            raise RuntimeError("the arm did not reach the task's start pose")
-    judge = PhysicsArm(render=False)
-    block = shm.SeqlockArray(rig.sim.qpos_name, (rig.sim.NQ_MAX,), np.float64, create=False)
-    buf = np.zeros(rig.sim.NQ_MAX)
-    inst = task["instance"]
-
-    def state_now() -> tuple[bool, dict]:
-        block.read_into(buf)
-        judge.data.qpos[:] = buf[: judge.model.nq]
-        judge._mj.mj_forward(judge.model, judge.data)
-        return success(inst, judge)
-
-    task["judge"] = state_now
-    return lambda: state_now()[0]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -345,9 +321,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from robot.camera import save_png
     from robot.mpc import MPCRunner
+    from robot.simtools.task_run import prepare_task, start_task
     from robot.rig import Rig
     from robot.safety import SafetyConfig
-    from vjepa_fast.planning import PlannerConfig
     from vjepa_fast.planning.planners import make_planner, parse_planner_options, planner_options
 
     log_dir = Path(args.log_dir)
@@ -356,19 +332,14 @@ def main(argv: list[str] | None = None) -> int:
         goal_frames = [load_image(g, "--goal") for g in (args.goal or [])]
         task = None
         if args.task is not None:
-            task = _prepare_task(args, log_dir)
+            task = prepare_task(args, log_dir)
             goal_frames = task["goals"]
         safety = SafetyConfig(workspace_min=tuple(args.workspace_min), workspace_max=tuple(args.workspace_max),
                               max_step=args.max_step, max_velocity=args.max_velocity,
                               max_acceleration=args.max_acceleration, max_jerk=args.max_jerk,
                               planner_timeout=args.planner_timeout, bound=args.bound,
                               **_collision_thresholds(args))
-        planner_cfg = PlannerConfig(num_samples=args.samples, topk=args.topk, iterations=args.iterations,
-                                    horizon=args.horizon, momentum_pos=args.momentum, momentum_grip=args.momentum,
-                                    max_norm=args.max_step, bound=args.bound,
-                                    gripper="plan" if args.plan_gripper or task else "hold", seed=args.seed,
-                                    dtype=args.dtype, keep_elites=args.keep_elites, return_best=args.return_best,
-                                    coarse_iterations=args.coarse_iterations)
+        planner_cfg = args.planner_config
         planner_opts = parse_planner_options(args.planner_option)
         planner_options(args.planner, **planner_opts)
         world_model = build_world_model(args)
@@ -388,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         goal_xyz = None
         stop_when = None
         if task is not None:
-            stop_when = _start_task(rig, safety, task, args.settle_timeout)
+            stop_when = start_task(rig, safety, task, args.settle_timeout)
         if args.goal_offset is not None:
             frame, goal_xyz, _ = _render_goal(control, camera, np.asarray(args.goal_offset), args.settle_timeout)
             save_png(frame, log_dir / "goal.png")

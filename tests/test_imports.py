@@ -33,7 +33,7 @@ EXTENSION = "vjepa_fast._C"
 
 # Low to high: a unit may import units of lower layers only.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("constants", "seeding", "fileio", "precision", "rope", "runtime")),
+    ("base", ("constants", "seeding", "fileio", "precision", "rope", "runtime", "config")),
     ("kernels", ("_C", "kernels", "reference", "masks", "robotics")),
     ("ops", ("ops",)),
     ("models", ("models",)),

@@ -290,7 +290,7 @@ def synthetic_set(tmp_path_factory) -> Path:
 
 def test_tiny_probe_learns_direction_of_motion_far_above_chance(synthetic_set: Path, tmp_path: Path) -> None:
     from vjepa_fast.probes.run import evaluate_probe, train_probe
-    from vjepa_fast.train.config import ProbeConfig
+    from vjepa_fast.probes.config import ProbeConfig
 
     cfg = ProbeConfig.synthetic_tiny(**{"data.train_csv": str(synthetic_set / "train.csv"),
                                         "data.val_csv": str(synthetic_set / "val.csv"),
@@ -317,7 +317,7 @@ def test_anticipation_probe_above_chance(synthetic_set: Path, tmp_path: Path) ->
     """The anticipation path: the label is the motion that continues after the observed clip; 8-frame videos at
     8 fps, action 'starting' at 1.875 s, observed 8 frames at 8 fps ending 1 s before: frames 0..7."""
     from vjepa_fast.probes.run import train_probe
-    from vjepa_fast.train.config import ProbeConfig
+    from vjepa_fast.probes.config import ProbeConfig
 
     for split in ("train", "val"):
         rows = list(csv.DictReader(open(synthetic_set / f"{split}.csv")))

@@ -85,18 +85,11 @@ def _load_world_model(args: argparse.Namespace, dtype: str | None = None):
     return WorldModel(enc_file.encoder.to(device), pred_file.predictor.to(device), dtype=dtype)
 
 
-def _planner_config(args: argparse.Namespace):
+def _plan_presets() -> dict:
     from vjepa_fast.planning import PlannerConfig
 
-    presets = {"paper": PlannerConfig.paper, "cpu-small": PlannerConfig.cpu_small,
-               "cpu-small-efficient": PlannerConfig.cpu_small_efficient, "meta": PlannerConfig.meta}
-    base = presets[args.preset]()
-    overrides = {k: v for k, v in {
-        "num_samples": args.samples, "topk": args.topk, "iterations": args.iterations, "horizon": args.horizon,
-        "max_norm": args.max_norm, "bound": args.bound, "gripper": args.gripper, "seed": args.seed,
-        "dtype": args.dtype, "keep_elites": args.keep_elites, "return_best": args.return_best,
-        "coarse_iterations": args.coarse_iterations}.items() if v is not None}
-    return base.replace(**overrides)
+    return {"cpu-small": PlannerConfig.cpu_small, "cpu-small-efficient": PlannerConfig.cpu_small_efficient,
+            "paper": PlannerConfig.paper, "meta": PlannerConfig.meta}
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -104,14 +97,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     import torch
 
+    from vjepa_fast.config import config_from_args
     from vjepa_fast.planning.planners import make_planner, parse_planner_options, planner_options
 
-    cfg = _planner_config(args)
     try:
+        cfg = config_from_args(args)
         options = parse_planner_options(args.planner_option)
         planner_options(args.planner, **options)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: vjepa-fast plan: {exc}") from None
+    missing = [f"--{k}" for k in ("encoder", "obs", "goal") if getattr(args, k) is None]
+    if missing:
+        raise SystemExit(f"error: vjepa-fast plan: {', '.join(missing)} required")
     wm = _load_world_model(args, cfg.dtype)
     state = torch.tensor([args.state], dtype=torch.float32, device=args.device)
     planner = make_planner(args.planner, wm, cfg, **options)
@@ -155,16 +152,21 @@ def _cmd_energy_landscape(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--encoder", required=True, help="encoder file (.safetensors from vjepa_fast, or Meta's .pt)")
+def _add_model_args(p: argparse.ArgumentParser, *, required: bool = True, dtype: bool = True) -> None:
+    """The world model's files, the two images and the state; `dtype`: also --dtype (plan: PlannerConfig's)."""
+    p.add_argument("--encoder", required=required, help="encoder file (.safetensors from vjepa_fast, or Meta's .pt)")
     p.add_argument("--predictor", default=None, help="AC predictor file (default: the encoder file, e.g. "
                    "vjepa2-ac-vitg.pt holds both)")
-    p.add_argument("--obs", required=True, help="observation image (PNG/JPEG)")
-    p.add_argument("--goal", required=True, help="goal image")
+    p.add_argument("--obs", required=required, help="observation image (PNG/JPEG)")
+    p.add_argument("--goal", required=required, help="goal image")
     p.add_argument("--state", type=float, nargs=7, default=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
                    metavar="S", help="end-effector state: x y z (m) roll pitch yaw (rad, extrinsic xyz) gripper")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", default=None, choices=["auto", "bfloat16", "float32"],
+    if not dtype:
+        return
+    from vjepa_fast.precision import DTYPE_CHOICES
+
+    p.add_argument("--dtype", default=None, choices=DTYPE_CHOICES,
                    help="rollout dtype (default: the preset's, 'auto' for cpu-small and paper: bfloat16 on a GPU "
                         "or a CPU with AMX / AVX512_BF16, float32 elsewhere; VJEPA_FAST_CPU_FALLBACK=1 forces "
                         "the AVX2-only behaviour)")
@@ -294,27 +296,21 @@ encoder.safetensors (the target encoder, for downstream use).""",
         description="Encodes both images with the frozen encoder, then runs the CEM planner (SPEC section 6) "
         "with the action-conditioned predictor and prints the planned actions and their energy.",
     )
-    _add_model_args(p)
-    p.add_argument("--preset", default="cpu-small", choices=["cpu-small", "cpu-small-efficient", "paper", "meta"],
-                   help="planner preset (cpu-small: 200 samples, 5 iterations, horizon 2; cpu-small-efficient: "
-                   "48 samples, 10 iterations (6 coarse in bf16 where native, 4 in fp32), elites kept, best "
-                   "returned; paper: 800, 10, 1; meta: Meta's cem() algorithm and defaults, 100 samples, 100 "
-                   "iterations, horizon 1, gripper planned)")
-    p.add_argument("--samples", type=int, default=None, help="samples per iteration")
-    p.add_argument("--topk", type=int, default=None, help="elites per iteration")
-    p.add_argument("--iterations", type=int, default=None, help="CEM iterations")
-    p.add_argument("--horizon", type=int, default=None, help="actions per plan")
-    p.add_argument("--max-norm", type=float, default=None, help="largest xyz step (m, default 0.075)")
-    p.add_argument("--bound", default=None, choices=["box", "ball"], help="xyz step bound (default box)")
-    p.add_argument("--gripper", default=None, choices=["hold", "plan"], help="hold or plan the gripper")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed")
-    p.add_argument("--keep-elites", action=argparse.BooleanOptionalAction, default=None,
-                   help="carry each iteration's elites into the next selection (iCEM)")
-    p.add_argument("--return-best", action=argparse.BooleanOptionalAction, default=None,
-                   help="return the better of the final mean and the best elite (not always the mean)")
-    p.add_argument("--coarse-iterations", type=int, default=None,
-                   help="roll out the first N iterations in bf16 (where the CPU/GPU does bf16 natively), the "
-                        "rest in --dtype")
+    _add_model_args(p, required=False, dtype=False)
+    from vjepa_fast.config import Flag, add_config_arguments
+    from vjepa_fast.planning.cem import BOUNDS, GRIPPER_MODES, PlannerConfig
+    from vjepa_fast.precision import DTYPE_CHOICES
+
+    add_config_arguments(
+        p, PlannerConfig, "cpu-small", presets=_plan_presets(), flags=True,
+        choices={"bound": BOUNDS, "gripper": GRIPPER_MODES, "dtype": DTYPE_CHOICES, "coarse_dtype": DTYPE_CHOICES},
+        aliases=[Flag("--samples", "num_samples")],
+        helps={"dtype": "rollout dtype: auto = bfloat16 on a GPU or a CPU with AMX / AVX512_BF16, float32 elsewhere "
+                        "(VJEPA_FAST_CPU_FALLBACK=1 forces the AVX2-only behaviour)"})
+    p.epilog = ("presets: cpu-small: 200 samples, 5 iterations, horizon 2; cpu-small-efficient: 48 samples, 10 "
+                "iterations (6 coarse in bf16 where native, 4 in fp32), elites kept, best returned; paper: 800, 10, "
+                "1; meta: Meta's cem() algorithm and defaults, 100 samples, 100 iterations, horizon 1, gripper "
+                "planned")
     from vjepa_fast.planning.planners import add_planner_arguments
 
     add_planner_arguments(p)

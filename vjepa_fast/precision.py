@@ -9,6 +9,8 @@ fp32 (10 vs 69 GFLOP/s measured) and oneDNN's private bf16 kernels do not exist 
   with AMX or AVX512_BF16, by torch's own checks) and fp32 elsewhere, logged once per (what, device, choice).
   An explicit bf16 on a CPU without native bf16 is honoured (it works, slowly) with a warning.
 - `private_cpu_ops_ok(dtype)` says whether a private oneDNN op may be called; the public path is the fallback.
+- One dtype vocabulary for every option: "bfloat16", "float16", "float32" (`DTYPES`: name -> torch dtype) and
+  "auto"; the trainers' `amp` is "auto", "bfloat16" or "none" ("bf16", its old spelling, still reads).
 - `VJEPA_FAST_CPU_FALLBACK=1` (or `force_cpu_fallback(True)`) makes this machine behave as an AVX2-only CPU:
   no native bf16 for "auto", no private CPU ops, and the EMA op's AVX2 code path. CI runs the planning and
   robot tests once with it, so the fallback is tested whatever CPU CI has.
@@ -23,8 +25,8 @@ import warnings
 import torch
 
 __all__ = [
-    "AMP_CHOICES", "amp_dtype", "DTYPE_CHOICES", "FALLBACK_ENV", "cpu_fallback_forced", "force_cpu_fallback", "native_bf16",
-    "private_cpu_ops_ok", "resolve_dtype", "dtype_name",
+    "AMP_CHOICES", "amp_dtype", "canonical_amp", "check_dtype_name", "DTYPE_CHOICES", "DTYPES", "FALLBACK_ENV",
+    "cpu_fallback_forced", "force_cpu_fallback", "native_bf16", "private_cpu_ops_ok", "resolve_dtype", "dtype_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,10 @@ FALLBACK_ENV = "VJEPA_FAST_CPU_FALLBACK"
 # What a user may pass wherever a compute dtype is chosen.
 DTYPE_CHOICES = ("auto", "bfloat16", "float32")
 
-_NAMES = {torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float16: "float16"}
-_BY_NAME = {v: k for k, v in _NAMES.items()}
+# The one name <-> dtype table (planner rollouts, feature and latent caches, checkpoints' recorded dtypes).
+DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+_NAMES = {v: k for k, v in DTYPES.items()}
+_BY_NAME = DTYPES
 _forced: bool | None = None  # set by force_cpu_fallback; None: read the environment
 _said: set[tuple[str, str, str]] = set()
 
@@ -91,7 +95,18 @@ def private_cpu_ops_ok(dtype: torch.dtype) -> bool:
 
 
 def dtype_name(dtype: torch.dtype) -> str:
+    """"bfloat16", "float16" or "float32" for the torch dtype."""
     return _NAMES[dtype]
+
+
+def check_dtype_name(name: object, what: str, *, choices: tuple[str, ...] | None = None, auto: bool = True) -> str:
+    """`name` if it is one of `choices` (default: every name in DTYPES) or, with `auto`, "auto"; else a
+    ValueError naming `what` and the choices. Checked without a device (resolve_dtype picks for one)."""
+    allowed = tuple(choices or DTYPES)
+    if not isinstance(name, str) or not ((auto and name == "auto") or name in allowed):
+        head = "'auto' or one of" if auto else "one of"
+        raise ValueError(f"{what} must be {head} {sorted(allowed)}, got {name!r}")
+    return name
 
 
 def resolve_dtype(dtype: torch.dtype | str, device: torch.device | str = "cpu", *, what: str = "compute") -> torch.dtype:
@@ -140,15 +155,33 @@ def _say(what: str, dev: torch.device, out: torch.dtype, msg: str, *, warn: bool
         log.info(msg)
 
 
-AMP_CHOICES = ("auto", "bf16", "none")
+AMP_CHOICES = ("auto", "bfloat16", "none")
+# Older spellings of an amp setting; read, with a note, as the canonical one.
+AMP_ALIASES = {"bf16": "bfloat16"}
+# What replaced the old boolean key `bf16` of the trainers' configs (their RENAMED_KEYS).
+AMP_RENAMED = ('amp = "auto" | "bfloat16" | "none" (auto: bf16 autocast where the device does bf16 natively, fp32 '
+               'elsewhere)')
+
+
+def canonical_amp(amp: str, what: str = "amp") -> str:
+    """The canonical spelling of an `amp` setting: "auto", "bfloat16" or "none" ("bf16" reads as "bfloat16",
+    noted once in the log); ValueError naming `what` otherwise."""
+    if amp in AMP_ALIASES:
+        if ("amp", amp, "") not in _said:
+            _said.add(("amp", amp, ""))
+            log.info('amp "%s" is the old spelling of "%s" (one dtype vocabulary for every option)', amp,
+                     AMP_ALIASES[amp])
+        return AMP_ALIASES[amp]
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"{what} must be one of {AMP_CHOICES}, got {amp!r}")
+    return amp
 
 
 def amp_dtype(amp: str, device: torch.device | str, *, what: str = "autocast") -> torch.dtype | None:
     """The autocast dtype of a trainer's `amp` setting on `device`: "auto" -> bf16 where the device does bf16
-    natively, else None (fp32, no autocast); "bf16" -> bf16 (warns on a CPU without native bf16); "none" -> None.
-    """
-    if amp not in AMP_CHOICES:
-        raise ValueError(f"{what}: amp must be one of {AMP_CHOICES}, got {amp!r}")
+    natively, else None (fp32, no autocast); "bfloat16" (or "bf16") -> bf16 (warns on a CPU without native bf16);
+    "none" -> None."""
+    amp = canonical_amp(amp, f"{what}: amp")
     if amp == "none":
         return None
     dt = resolve_dtype("auto" if amp == "auto" else "bfloat16", device, what=what)

@@ -24,7 +24,6 @@ Atomic and resumable per episode (as robot/simtools/generate.py).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import sys
@@ -39,8 +38,8 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 import numpy as np
 
 from robot.collect import publish_episode
-from robot.simtools.generate import run_episodes
-from robot.sim import CAMERAS, check_camera
+from robot.simtools.generate import generator_args, generator_parser, run_episodes
+from robot.sim import check_camera
 from robot.simtools.tasks import CUBE, READY, REGION, scripted_plan, split_move
 
 _LOG = logging.getLogger("generate_physics")
@@ -50,17 +49,19 @@ MANIP_CAMERA = "table_right"
 
 @dataclass(frozen=True)
 class PhysicsGenConfig:
-    episodes: int = 2500
-    steps: int = 20
-    mix: tuple[float, float, float, float] = (0.3, 0.2, 0.3, 0.2)  # grasp, push, pick_place, explore
+    """Manipulation episodes of `robot/simtools/generate_physics.py` (its flags are generated from here)."""
+
+    episodes: int = 2500  # episodes to write
+    steps: int = 20  # actions per episode (frames = steps + 1)
+    mix: tuple[float, float, float, float] = (0.3, 0.2, 0.3, 0.2)  # weights of the episode kinds: grasp, push, pick_place, explore
     epsilon: float = 0.15  # probability that a step is random instead of scripted
     noise: float = 0.01  # m: std of the jitter on scripted grasp / push / place points
-    max_delta: float = 0.05  # m per axis per move
-    seed: int = 0
-    camera: str = MANIP_CAMERA
-    size: int = 256
-    fps: float = 4.0
-    video: bool = False
+    max_delta: float = 0.05  # largest move per axis per step, m
+    seed: int = 0  # episode i draws its layout from (seed, i)
+    camera: str = MANIP_CAMERA  # which of the scene's cameras renders (robot/sim.py CAMERAS)
+    size: int = 256  # frame size, px
+    fps: float = 4.0  # nominal rate written to the episode meta
+    video: bool = False  # store frames as frames.mp4 (lossy, ~6x smaller than PNG)
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.steps < 1:
@@ -174,33 +175,9 @@ def generate_physics(out_dir: str | Path, cfg: PhysicsGenConfig, *, workers: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = PhysicsGenConfig()
-    p.add_argument("--out", required=True, help="folder of episodes (ep_000000, ...)")
-    p.add_argument("--episodes", type=int, default=d.episodes)
-    p.add_argument("--steps", type=int, default=d.steps, help="actions per episode (frames = steps + 1)")
-    p.add_argument("--mix", nargs=4, type=float, default=d.mix, metavar=("GRASP", "PUSH", "PICK_PLACE", "EXPLORE"),
-                   help="weights of the episode kinds")
-    p.add_argument("--epsilon", type=float, default=d.epsilon, help="probability of a random step in a script")
-    p.add_argument("--noise", type=float, default=d.noise, help="std of the scripted points' jitter, m")
-    p.add_argument("--max-delta", type=float, default=d.max_delta, help="largest move per axis per step, m")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--sim-camera", default=d.camera, metavar="NAME",
-                   help=f"which of the scene's cameras renders ({', '.join(CAMERAS)}; default {d.camera})")
-    p.add_argument("--size", type=int, default=d.size, help="frame size, px")
-    p.add_argument("--mp4", action="store_true", help="store frames as frames.mp4 (lossy, ~6x smaller than PNG)")
-    p.add_argument("--workers", type=int, default=2, help="processes (1: no pool)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = PhysicsGenConfig(episodes=a.episodes, steps=a.steps, mix=tuple(a.mix), epsilon=a.epsilon,
-                               noise=a.noise, max_delta=a.max_delta, seed=a.seed, camera=a.sim_camera, size=a.size,
-                               video=a.mp4)
-        if a.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {a.workers}")
-    except ValueError as exc:
+        a, cfg = generator_args(generator_parser(PhysicsGenConfig, __doc__), argv)
+    except (ValueError, FileNotFoundError) as exc:
         print(f"generate_physics: error: {exc}", file=sys.stderr)
         return 2
     t0 = time.monotonic()

@@ -43,32 +43,38 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 
 import numpy as np
 
+from robot.simtools.eval_args import add_eval_arguments, eval_config
+from robot.simtools.eval_report import summarise, write_report  # noqa: F401 - public here too
+from vjepa_fast.config import Flag
+
 _LOG = logging.getLogger("sim_eval")
 BASELINES = ("random-model", "random-actions", "oracle")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    goals: int = 20
-    seed: int = 1000  # goal draws use (seed, i): keep clear of the data generator's seeds
-    max_steps: int = 10
-    success_m: float = 0.03
-    start_min: float = 0.06
-    start_max: float = 0.10
-    box_half: tuple[float, float, float] = (0.12, 0.15, 0.12)
-    box_z_min: float = 0.15
-    max_step: float = 0.05
-    samples: int = 64
-    topk: int = 8
-    iterations: int = 3
-    horizon: int = 1  # the energy scores the last predicted frame only: with 2+, the first action is not pinned down
-    settle_timeout: float = 30.0
-    camera: str = ""  # scene camera (robot.sim.CAMERAS); "" = robot.sim.DEFAULT_CAMERA
+    """The reach evaluation (`vjepa-fast sim-eval`): goals, trials, the planner's sizes (flags generated from here)."""
+
+    goals: int = 20  # goal poses
+    seed: int = 1000  # goal i is drawn from (seed, i): keep clear of the data generator's seeds
+    max_steps: int = 10  # MPC steps per trial
+    success_m: float = 0.03  # success radius, m
+    start_min: float = 0.06  # start distance from the goal, m (at least)
+    start_max: float = 0.10  # start distance from the goal, m (at most)
+    box_half: tuple[float, float, float] = (0.12, 0.15, 0.12)  # evaluation box around the home pose, m
+    box_z_min: float = 0.15  # lowest goal z, m
+    max_step: float = 0.05  # largest translation per MPC step, m
+    samples: int = 64  # CEM samples per iteration
+    topk: int = 8  # CEM elites
+    iterations: int = 3  # CEM iterations
+    horizon: int = 1  # actions per plan (the energy scores the last predicted frame only: with 2+, the first action is not pinned down)
+    settle_timeout: float = 30.0  # s to reach each target
+    camera: str = ""  # scene camera (robot/sim.py CAMERAS; "": the one the first model file records, else robot.sim.DEFAULT_CAMERA)
     reachable_only: bool = True  # draw goals and starts only where the arm reaches with the hand down
     fresh_sim: bool = True  # restart the simulator before every trial (each starts from the initial joint state)
     workspace_margin: float = 0.01  # m: targets clamped to the evaluation box + this (< 0: the default workspace)
-    planner: str = "cem"  # vjepa_fast.planning.planners.PLANNERS
-    planner_options: tuple[tuple[str, float], ...] = ()  # the planner's own options (MPPIOptions, ...)
+    planner: str = "cem"  # cem, mppi, icem, gradient or cem_grad (vjepa_fast.planning.planners); the sizes are shared
+    planner_options: tuple[tuple[str, int | float], ...] = ()  # the planner's own options (MPPIOptions, ...)
 
     def __post_init__(self) -> None:
         if self.goals < 1 or self.max_steps < 1:
@@ -205,71 +211,6 @@ def eval_safety(cfg: EvalConfig) -> Any:
     hi = np.minimum(hi + cfg.workspace_margin, base.workspace_max)
     return dataclasses.replace(base, workspace_min=tuple(float(v) for v in lo),
                                workspace_max=tuple(float(v) for v in hi))
-
-
-def _mean_or_none(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-def summarise(trials: list[Trial], methods: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for m in methods:
-        ts = [t for t in trials if t.method == m]
-        if not ts:
-            continue
-        final = np.array([t.final_distance if t.final_distance is not None else np.nan for t in ts])
-        rows.append({"method": m, "trials": len(ts), "success": int(sum(t.success for t in ts)),
-                     "success_rate": float(np.mean([t.success for t in ts])),
-                     "start_mean_m": float(np.mean([t.start_distance for t in ts])),
-                     "final_median_m": float(np.nanmedian(final)), "final_q25_m": float(np.nanquantile(final, 0.25)),
-                     "final_q75_m": float(np.nanquantile(final, 0.75)), "final_max_m": float(np.nanmax(final)),
-                     "plan_s_per_step": float(np.mean([t.plan_seconds_per_step for t in ts])),
-                     "model_evals_per_step": _mean_or_none([t.model_evals_per_step for t in ts]),
-                     "failed_runs": int(sum(not t.ok for t in ts))})
-    return rows
-
-
-def write_report(trials: list[Trial], methods: list[str], cfg: EvalConfig, out: Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = summarise(trials, methods)
-    lines = [f"success = measured end-effector distance <= {100 * cfg.success_m:.0f} cm after <= {cfg.max_steps} "
-             f"MPC steps; starts {100 * cfg.start_min:.0f}-{100 * cfg.start_max:.0f} cm from the goal",
-             f"planner: {cfg.planner}" + (f" {dict(cfg.planner_options)}" if cfg.planner_options else ""),
-             "", "| method | success | final distance median [q25, q75] (cm) | worst (cm) | planning s/step | "
-             "model evaluations/step |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        evals = "-" if r["model_evals_per_step"] is None else f"{r['model_evals_per_step']:.0f}"
-        lines.append(f"| {r['method']} | {r['success']}/{r['trials']} ({100 * r['success_rate']:.0f}%) | "
-                     f"{100 * r['final_median_m']:.1f} [{100 * r['final_q25_m']:.1f}, {100 * r['final_q75_m']:.1f}] | "
-                     f"{100 * r['final_max_m']:.1f} | {r['plan_s_per_step']:.2f} | {evals} |")
-    (out / "sim_eval.md").write_text("\n".join(lines) + "\n")
-    (out / "sim_eval.json").write_text(json.dumps({"config": asdict(cfg), "summary": rows}, indent=1))
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
-    data = [[100 * t.final_distance for t in trials if t.method == r["method"] and t.final_distance is not None]
-            for r in rows]
-    ax0.boxplot(data, tick_labels=[r["method"] for r in rows], showfliers=True)
-    for i, d in enumerate(data, 1):
-        ax0.scatter(np.full(len(d), i) + np.random.default_rng(i).uniform(-0.12, 0.12, len(d)), d, s=10, alpha=0.6)
-    ax0.axhline(100 * cfg.success_m, color="green", ls="--", lw=1, label="success")
-    ax0.axhline(100 * np.mean([t.start_distance for t in trials]), color="gray", ls=":", lw=1, label="mean start")
-    ax0.set_ylabel("final end-effector distance to goal (cm)")
-    ax0.tick_params(axis="x", labelrotation=20)
-    ax1.tick_params(axis="x", labelrotation=20)
-    ax0.legend(fontsize=8)
-    ax1.bar([r["method"] for r in rows], [100 * r["success_rate"] for r in rows], color="tab:blue")
-    ax1.set_ylabel(f"success rate (%), <= {100 * cfg.success_m:.0f} cm")
-    ax1.set_ylim(0, 100)
-    fig.suptitle(f"closed-loop reaching on the simulator, {cfg.goals} unseen goals")
-    fig.tight_layout()
-    png = out / "sim_eval.png"
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return {"table": out / "sim_eval.md", "json": out / "sim_eval.json", "png": png}
 
 
 def _move_to(control, target: np.ndarray, safety, timeout: float) -> None:
@@ -420,42 +361,33 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
     return methods
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from vjepa_fast.planning.planners import add_planner_arguments
+# Today's flags of the keys in other names or units (the generated ones are --success-m, --fresh-sim, ...).
+EVAL_FLAGS = [
+    Flag("--success-cm", "success_m", scale=0.01, help="success radius, cm"),
+    Flag("--start-cm", ("start_min", "start_max"), scale=0.01, metavar=("MIN", "MAX"),
+         help="start distance from the goal, cm"),
+    Flag("--sim-camera", "camera"),
+    Flag("--workspace-margin-cm", "workspace_margin", scale=0.01,
+         help="clamp targets to the evaluation box (where the generated data lies) + this margin, cm; negative: the "
+              "default safety workspace"),
+    Flag("--keep-sim", "fresh_sim", const=False,
+         help="one simulator for all trials (faster; the arm's posture carries over from trial to trial)"),
+    Flag("--any-goal", "reachable_only", const=False,
+         help="also draw goals the arm cannot reach with the hand down (the box's far-high corner)"),
+]
 
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sim-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = EvalConfig()
     p.add_argument("--task", default="reach", choices=("reach", "grasp", "push", "pick_place"),
                    help="reach (this evaluator, through the protocol) or a manipulation task (robot/simtools/task_eval.py: "
                         "`sim-eval --task grasp --help`)")
     p.add_argument("--method", action="append", default=[], metavar="NAME[=FILE]",
                    help=f"a world model file (NAME=FILE.safetensors) or a baseline {BASELINES}; repeatable")
     p.add_argument("--out", default="runs/sim_eval", help="output folder (resumes the trials already in it)")
-    p.add_argument("--goals", type=int, default=d.goals, help="goal poses")
-    p.add_argument("--seed", type=int, default=d.seed, help="goal i is drawn from (seed, i)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="MPC steps per trial")
-    p.add_argument("--success-cm", type=float, default=100 * d.success_m, help="success radius, cm")
-    p.add_argument("--start-cm", nargs=2, type=float, default=(100 * d.start_min, 100 * d.start_max),
-                   metavar=("MIN", "MAX"), help="start distance from the goal, cm")
-    p.add_argument("--max-step", type=float, default=d.max_step, help="largest translation per MPC step, m")
-    p.add_argument("--samples", type=int, default=d.samples, help="CEM samples per iteration")
-    p.add_argument("--topk", type=int, default=d.topk, help="CEM elites")
-    p.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations")
-    p.add_argument("--horizon", type=int, default=d.horizon, help="actions per plan")
-    add_planner_arguments(p)
-    p.add_argument("--sim-camera", default="", metavar="NAME",
-                   help="scene camera (robot/sim.py CAMERAS; default: the one the first model file records, else "
-                        "robot.sim.DEFAULT_CAMERA): the one the models "
-                        "were trained on")
-    p.add_argument("--workspace-margin-cm", type=float, default=100 * d.workspace_margin,
-                   help="clamp targets to the evaluation box (where the generated data lies) + this margin, cm; "
-                        "negative: the default safety workspace")
-    p.add_argument("--keep-sim", action="store_true",
-                   help="one simulator for all trials (faster; the arm's posture carries over from trial to trial)")
-    p.add_argument("--any-goal", action="store_true",
-                   help="also draw goals the arm cannot reach with the hand down (the box's far-high corner)")
     p.add_argument("-v", "--verbose", action="store_true")
+    add_eval_arguments(p, EvalConfig, EVAL_FLAGS)
     return p
 
 
@@ -475,29 +407,22 @@ def main(argv: list[str] | None = None) -> int:
         from robot.simtools.task_eval import main as task_main
 
         return task_main(argv)
-    from vjepa_fast.planning.planners import parse_planner_options, planner_options
-
-    a = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _LOG.setLevel(logging.INFO)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    p = build_parser()
+    a = p.parse_args(argv)
     try:
+        cfg = eval_config(a)
         methods = parse_methods(a.method)
-        cfg = EvalConfig(goals=a.goals, seed=a.seed, max_steps=a.max_steps, success_m=a.success_cm / 100,
-                         start_min=a.start_cm[0] / 100, start_max=a.start_cm[1] / 100, max_step=a.max_step,
-                         samples=a.samples, topk=a.topk, iterations=a.iterations, horizon=a.horizon,
-                         camera=a.sim_camera, reachable_only=not a.any_goal,
-                         fresh_sim=not a.keep_sim, workspace_margin=a.workspace_margin_cm / 100,
-                         planner=a.planner, planner_options=tuple(parse_planner_options(a.planner_option).items()))
-        planner_options(cfg.planner, **dict(cfg.planner_options))  # bad options: an error now, not mid-run
         if cfg.camera:
             from robot.sim import check_camera
 
             check_camera(cfg.camera)
-    except ValueError as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"sim-eval: error: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _LOG.setLevel(logging.INFO)
+    os.environ.setdefault("MUJOCO_GL", "egl")
     out = Path(a.out)
     try:
         trials = evaluate(methods, cfg, out)

@@ -50,6 +50,8 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 
 import numpy as np
 
+from robot.simtools.eval_report import summarise_tasks as summarise  # noqa: F401 - public here too
+from robot.simtools.eval_report import write_task_report as write_report
 from robot.simtools.tasks import SUBGOAL_PHASES, TASKS, check_task
 
 _LOG = logging.getLogger("task_eval")
@@ -61,20 +63,22 @@ DEFAULT_SUBGOAL_STEPS = {"grasp": (6, 2, 4), "push": (6, 6), "pick_place": (6, 2
 
 @dataclass(frozen=True)
 class TaskEvalConfig:
-    task: str = "grasp"
-    goals: int = 20
-    seed: int = 0
-    max_steps: int = 0  # 0: DEFAULT_STEPS[task]
-    subgoal_steps: tuple[int, ...] = ()  # () = DEFAULT_SUBGOAL_STEPS[task]
-    samples: int = 64
-    topk: int = 8
-    iterations: int = 4
-    max_step: float = 0.05
-    camera: str = "table_right"
-    stop_on_success: bool = True
-    planner: str = "cem"  # vjepa_fast.planning.planners.PLANNERS
-    planner_options: tuple[tuple[str, float], ...] = ()  # the planner's own options (MPPIOptions, ...)
-    init_policy: str = ""  # a policy file (distill / train-bc) whose action is the planner's initial mean each step
+    """A manipulation evaluation (`vjepa-fast sim-eval --task NAME`); the command's flags are generated from here."""
+
+    task: str = "grasp"  # grasp, push or pick_place (robot/simtools/tasks.py)
+    goals: int = 20  # layouts
+    seed: int = 0  # layout i is robot.simtools.tasks.draw_task(task, seed + i), from the evaluation stream: any seed >= 0 gives layouts never used for training
+    max_steps: int = 0  # actions per trial (0: per task, DEFAULT_STEPS: grasp 12, push 12, pick_place 24)
+    subgoal_steps: tuple[int, ...] = ()  # step budget per sub-goal (none: per task, DEFAULT_SUBGOAL_STEPS)
+    samples: int = 64  # CEM samples per iteration
+    topk: int = 8  # CEM elites
+    iterations: int = 4  # CEM iterations
+    max_step: float = 0.05  # largest translation per action, m
+    camera: str = "table_right"  # scene camera of the frames (robot/sim.py CAMERAS)
+    stop_on_success: bool = True  # stop a trial once the task's success condition holds
+    planner: str = "cem"  # cem, mppi, icem, gradient or cem_grad (vjepa_fast.planning.planners); the sizes are shared
+    planner_options: tuple[tuple[str, int | float], ...] = ()  # the planner's own options (MPPIOptions, ...)
+    init_policy: str = ""  # a policy file (vjepa-fast distill or train-bc) whose action is the planner's initial mean each step (instead of the previous plan shifted)
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -360,110 +364,41 @@ def evaluate(methods: dict[str, str | None], cfg: TaskEvalConfig, out_dir: str |
     return [t for t in done if t.task == cfg.task]
 
 
-def _mean_or_none(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-def summarise(trials: list[TaskTrial], methods: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for m in methods:
-        ts = [t for t in trials if t.method == m]
-        if not ts:
-            continue
-        rows.append({"method": m, "task": ts[0].task, "trials": len(ts), "success": int(sum(t.success for t in ts)),
-                     "success_rate": float(np.mean([t.success for t in ts])),
-                     "plan_s_per_step": float(np.nanmean([t.plan_seconds_per_step for t in ts])),
-                     "steps_mean": float(np.mean([t.steps for t in ts])),
-                     "model_evals_per_step": _mean_or_none([t.model_evals_per_step for t in ts]),
-                     "oracle_layout_success": int(sum(t.oracle_success for t in ts))})
-    return rows
-
-
-def write_report(trials: list[TaskTrial], methods: list[str], cfg: TaskEvalConfig, out: Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = summarise(trials, methods)
-    lines = [f"task {cfg.task}: {cfg.goals} unseen layouts (seeds {cfg.seed}..{cfg.seed + cfg.goals - 1}), "
-             f"<= {cfg.steps} steps, sub-goals {', '.join(SUBGOAL_PHASES[cfg.task])} (budgets {cfg.budgets}); "
-             f"planner {cfg.planner}" + (f" {dict(cfg.planner_options)}" if cfg.planner_options else ""), "",
-             "| method | success | mean steps | planning s/step | model evaluations/step |", "|---|---|---|---|---|"]
-    for r in rows:
-        evals = "-" if r.get("model_evals_per_step") is None else f"{r['model_evals_per_step']:.0f}"
-        lines.append(f"| {r['method']} | {r['success']}/{r['trials']} ({100 * r['success_rate']:.0f}%) | "
-                     f"{r['steps_mean']:.1f} | {r['plan_s_per_step']:.3f} | {evals} |")
-    (out / "sim_eval.md").write_text("\n".join(lines) + "\n")
-    (out / "sim_eval.json").write_text(json.dumps({"config": asdict(cfg), "summary": rows}, indent=1))
-    fig, ax = plt.subplots(figsize=(1.6 * max(3, len(rows)) + 1, 3.6))
-    ax.bar([r["method"] for r in rows], [100 * r["success_rate"] for r in rows], color="tab:blue")
-    for j, r in enumerate(rows):
-        ax.text(j, 100 * r["success_rate"] + 2, f"{r['success']}/{r['trials']}", ha="center", fontsize=9)
-    ax.set_ylim(0, 110)
-    ax.set_ylabel("success rate (%)")
-    ax.set_title(f"{cfg.task}: closed loop on {cfg.goals} unseen layouts")
-    ax.tick_params(axis="x", labelrotation=20)
-    fig.tight_layout()
-    png = out / "sim_eval.png"
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return {"table": out / "sim_eval.md", "json": out / "sim_eval.json", "png": png}
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from vjepa_fast.planning.planners import add_planner_arguments
+    from robot.simtools.eval_args import add_eval_arguments
+    from vjepa_fast.config import Flag
 
     p = argparse.ArgumentParser(prog="sim-eval --task", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = TaskEvalConfig()
-    p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--method", action="append", default=[], metavar="NAME[=SPEC]",
                    help="NAME=FILE.safetensors (world model), NAME=bc:FILE (BC policy), or one of "
                         f"{', '.join(BASELINES)}; repeat for several")
     p.add_argument("--out", default="", help="output folder (default runs/sim_eval_TASK; resumes its trials)")
-    p.add_argument("--goals", type=int, default=d.goals, help="layouts")
-    p.add_argument("--seed", type=int, default=d.seed, help="layout i is robot.simtools.tasks.draw_task(task, seed + i), from the evaluation stream: any seed >= 0 gives layouts never used for training")
-    p.add_argument("--max-steps", type=int, default=0, help="actions per trial (default: per task, "
-                   f"{DEFAULT_STEPS})")
-    p.add_argument("--subgoal-steps", type=int, nargs="*", default=[],
-                   help=f"step budget per sub-goal (default: {DEFAULT_SUBGOAL_STEPS})")
-    p.add_argument("--samples", type=int, default=d.samples, help="CEM samples per iteration")
-    p.add_argument("--topk", type=int, default=d.topk, help="CEM elites")
-    p.add_argument("--iterations", type=int, default=d.iterations, help="CEM iterations")
-    add_planner_arguments(p)
-    p.add_argument("--init-policy", default="", metavar="FILE",
-                   help="a policy file (vjepa-fast distill or train-bc) whose action starts the planner each step "
-                        "(its initial mean) instead of the previous plan shifted")
-    p.add_argument("--sim-camera", default=d.camera, metavar="NAME", help="scene camera of the frames")
-    p.add_argument("--no-early-stop", action="store_true", help="run every step even after success")
     p.add_argument("-v", "--verbose", action="store_true")
+    add_eval_arguments(p, TaskEvalConfig, [Flag("--sim-camera", "camera"),
+                                           Flag("--no-early-stop", "stop_on_success", const=False,
+                                                help="run every step even after success")],
+                       choices={"task": TASKS})
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vjepa_fast.planning.planners import parse_planner_options, planner_options
+    from robot.simtools.eval_args import eval_config
 
     a = build_parser().parse_args(argv)
+    try:
+        cfg = eval_config(a)
+        methods = parse_methods(a.method)
+        from robot.sim import check_camera
+
+        check_camera(cfg.camera)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"sim-eval: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _LOG.setLevel(logging.INFO)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    try:
-        methods = parse_methods(a.method)
-        cfg = TaskEvalConfig(task=a.task, goals=a.goals, seed=a.seed, max_steps=a.max_steps,
-                             subgoal_steps=tuple(a.subgoal_steps), samples=a.samples, topk=a.topk,
-                             iterations=a.iterations, camera=a.sim_camera, stop_on_success=not a.no_early_stop,
-                             planner=a.planner, init_policy=a.init_policy,
-                             planner_options=tuple(parse_planner_options(a.planner_option).items()))
-        planner_options(cfg.planner, **dict(cfg.planner_options))  # bad options: an error now, not mid-run
-        from robot.sim import check_camera
-
-        check_camera(cfg.camera)
-    except ValueError as exc:
-        print(f"sim-eval: error: {exc}", file=sys.stderr)
-        return 2
     out = Path(a.out or f"runs/sim_eval_{cfg.task}")
     try:
         trials = evaluate(methods, cfg, out)

@@ -75,7 +75,7 @@ def main() -> None:
     print(f"{len(eps)} episodes -> {counts['train']} train / {counts['val']} val transitions")
     encoders = args.encoder or ["pretrained=robot/assets/sim_demo_world_model.safetensors", "random=random:tiny"]
     from vjepa_fast.probes.run import train_probe
-    from vjepa_fast.train.config import ProbeConfig
+    from vjepa_fast.probes.config import ProbeConfig
 
     results = {}
     for item in encoders:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from vjepa_fast.models.config import ACPredictorConfig
+from vjepa_fast.models.predictor_config import ACPredictorConfig
 from vjepa_fast.models.attention import FUSED
 from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, LayerKV, Rope, init_weights
 from vjepa_fast.rope import grid_positions, rope_tables

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from vjepa_fast.models.config import V21_LEVELS, VJEPA2_1, EncoderConfig, PredictorConfig
+from vjepa_fast.models.config import V21_LEVELS, VJEPA2_1, EncoderConfig
+from vjepa_fast.models.predictor_config import PredictorConfig
 
 
 class MetaConfigs(NamedTuple):

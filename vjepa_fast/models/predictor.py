@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from vjepa_fast.models.config import PredictorConfig
+from vjepa_fast.models.predictor_config import PredictorConfig
 from vjepa_fast.models.encoder import _check_masks
 from vjepa_fast.models.attention import FUSED
 from vjepa_fast.models.layers import LAYER_NORM_EPS, Block, grid_rope, init_weights

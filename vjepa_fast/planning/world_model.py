@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from vjepa_fast.models import ACKVCache, ActionConditionedPredictor, VideoEncoder
 from vjepa_fast.planning.rollout import LeanACRollout
+from vjepa_fast import precision
 from vjepa_fast.precision import resolve_dtype
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM, rollout_states
 
@@ -28,7 +29,6 @@ __all__ = ["PlanningModel", "WorldModel", "TARGET_LN_EPS", "check_rollout_inputs
 # Encoder outputs are normalised with F.layer_norm's default eps, as in the reference world model.
 from vjepa_fast.constants import TARGET_LN_EPS  # noqa: E402
 
-_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
 def as_dtype(dtype: torch.dtype | str, device: torch.device | str = "cpu", *, what: str = "compute") -> torch.dtype:
@@ -39,8 +39,7 @@ def as_dtype(dtype: torch.dtype | str, device: torch.device | str = "cpu", *, wh
 
 def check_dtype_name(name: str, what: str) -> None:
     """ValueError unless `name` is "auto" or a dtype name `as_dtype` accepts (checked without a device)."""
-    if not isinstance(name, str) or (name != "auto" and name not in _DTYPES):
-        raise ValueError(f"{what} must be 'auto' or one of {sorted(_DTYPES)}, got {name!r}")
+    precision.check_dtype_name(name, what)
 
 
 @runtime_checkable

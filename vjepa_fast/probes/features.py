@@ -21,12 +21,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from vjepa_fast.fileio import atomic_write_text
+from vjepa_fast.precision import DTYPES
 from vjepa_fast.probes.data import ProbeVideoDataset, encode_views
 
 __all__ = ["FeatureCache", "ensure_feature_cache", "fingerprint"]
 
 _LOG = logging.getLogger(__name__)
-_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def fingerprint(encoder_spec: str, dataset: ProbeVideoDataset) -> str:
@@ -88,7 +88,7 @@ def ensure_feature_cache(folder: str | os.PathLike, dataset: ProbeVideoDataset, 
             for j, i in enumerate(batch["index"].tolist()):
                 out = folder / f"{i:07d}.pt"
                 tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-                torch.save(tokens[j].to(_DTYPES[dtype]).cpu().clone(), tmp)
+                torch.save(tokens[j].to(DTYPES[dtype]).cpu().clone(), tmp)
                 os.replace(tmp, out)
             if bar is not None:
                 bar.update(len(batch["index"]))

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vjepa_fast.config import from_dict
 from vjepa_fast.models.layers import MLP  # fc1 -> exact GELU -> fc2, Meta's names
 
 __all__ = ["ProbeHeadConfig", "AttentivePooler", "AttentiveClassifier", "META_PROBE_LN_EPS"]
@@ -72,11 +73,8 @@ class ProbeHeadConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProbeHeadConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown ProbeHeadConfig fields: {unknown}")
-        return cls(**data)
+        """Inverse of `to_dict` (`vjepa_fast.config.from_dict`: unknown keys and wrong types name the key)."""
+        return from_dict(cls, data)
 
 
 class _SelfAttention(nn.Module):

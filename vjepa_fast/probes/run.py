@@ -35,10 +35,11 @@ from torch.utils.data import DataLoader
 
 from vjepa_fast.fileio import atomic_write_text
 from vjepa_fast.probes.checkpoints import load_probe, meta_probe_state_dict, save_probe
+from vjepa_fast.probes.config import ProbeConfig
 from vjepa_fast.probes.data import ProbeVideoDataset, encode_views, read_probe_csv
 from vjepa_fast.probes.metrics import class_mean_recall_at_k, confusion_matrix, save_confusion_png, topk_accuracy
 from vjepa_fast.probes.model import AttentiveClassifier, ProbeHeadConfig, multiview_probs
-from vjepa_fast.train.config import ProbeConfig, add_config_arguments, config_from_args
+from vjepa_fast.train.config import add_config_arguments, config_from_args
 
 __all__ = ["train_probe", "evaluate_probe", "main", "lr_at"]
 

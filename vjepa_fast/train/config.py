@@ -1,12 +1,12 @@
-"""Typed training configs: dataclasses with named presets, TOML/JSON files and `key.sub=value` overrides.
+"""Typed training configs with named presets: `vjepa-fast pretrain` (PretrainConfig), `vjepa-fast train-ac`
+(ACTrainConfig); `vjepa-fast probe`'s ProbeConfig lives in `vjepa_fast.probes.config`. The mechanism (re-exported
+here) is `vjepa_fast.config`, the same for every command:
 
-One system for every config-driven command (`vjepa-fast pretrain`, `vjepa-fast train-ac`, `vjepa-fast probe`):
-
-    vjepa-fast COMMAND [--preset NAME] [--config FILE] [KEY=VALUE ...] [--set KEY=VALUE ...]
+    vjepa-fast COMMAND [--preset NAME] [--config FILE] [KEY=VALUE ...] [--set KEY=VALUE ...] [--print-config]
 
 Precedence, lowest first: the dataclass defaults < the preset (`--preset`, else the file's own top-level
 `preset = "..."`, else the command's default preset) < the file < the command line. Values use TOML syntax
-(`steps=500`, `data.sources=["a", "b"]`, `amp="bf16"`; bare words are strings). Unknown keys are refused
+(`steps=500`, `data.sources=["a", "b"]`, `amp="bfloat16"`; bare words are strings). Unknown keys are refused
 with the closest valid names; `--help` lists every key with its default; `--print-config` prints the
 resolved config as TOML and exits.
 """
@@ -15,25 +15,38 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
-import inspect
-import json
-import logging
 import os
-import re
-import types
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package (a dependency there)
-    import tomli as tomllib
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vjepa_fast import config as _config
+from vjepa_fast.config import (  # noqa: F401 - the mechanism's names, re-exported from their old home
+    apply_overrides,
+    config_from_args,
+    config_keys,
+    describe_keys,
+    from_dict,
+    parse_override,
+    read_config_file,
+    to_dict,
+    to_toml,
+)
+from vjepa_fast.config.core import tomllib  # noqa: F401 - the TOML parser (tomli on Python 3.10)
+from vjepa_fast.precision import AMP_RENAMED, canonical_amp, check_dtype_name
+
+# Names that moved up to vjepa_fast.probes (above train: importing them here would be an upward import).
+_MOVED_TO_PROBES = ("ProbeConfig", "ProbeDataConfig", "PROBE_PRESETS", "PROBE_TASKS")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_PROBES:
+        raise AttributeError(f"vjepa_fast.train.config.{name} moved to vjepa_fast.probes.config.{name}: import it "
+                             "from there")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 T = TypeVar("T")
-_LOG = logging.getLogger(__name__)
 
 ENCODER_PRESETS = ("tiny", "small", "vit_large", "vit_huge", "vit_giant")
 # objective = "vjepa2_1": the V-JEPA 2.1 encoders (EncoderConfig.vjepa2_1_*; tiny = the 2.1 fixtures' size).
@@ -113,7 +126,7 @@ class PretrainConfig:
     global_batch_size: int = 3072  # clips per optimizer step over all processes and accumulation steps
     grad_accum: int = 1
     # "auto": bf16 autocast where the device does bf16 natively (GPU; CPU with AMX / AVX512_BF16), else fp32;
-    # "bf16": always; "none": fp32. Weights, optimizer state and EMA stay fp32.
+    # "bfloat16": always ("bf16" reads too); "none": fp32. Weights, optimizer state and EMA stay fp32.
     amp: str = "auto"
     activation_checkpointing: bool = True
     parallel: str = "auto"  # auto (ddp when launched by torchrun), none, ddp, fsdp
@@ -125,6 +138,7 @@ class PretrainConfig:
     log_every: int = 10
     init_from: str = ""  # Meta official checkpoint (.pt) to continue from
     tensorboard: bool = True
+    RENAMED_KEYS = {"bf16": AMP_RENAMED}
 
     def __post_init__(self) -> None:
         self.validate()
@@ -151,8 +165,7 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cooldown.steps < 0:
             raise ValueError(f"cooldown.steps must be >= 0, got {self.cooldown.steps}")
-        if self.amp not in ("auto", "bf16", "none"):
-            raise ValueError(f"amp must be auto, bf16 or none, got {self.amp!r}")
+        self.amp = canonical_amp(self.amp)
         if self.parallel not in ("auto", "none", "ddp", "fsdp"):
             raise ValueError(f"parallel must be auto, none, ddp or fsdp, got {self.parallel!r}")
         if not 0.0 <= self.optim.ema_momentum <= 1.0:
@@ -204,7 +217,6 @@ class PretrainConfig:
         cfg = cls(model="vit_giant", parallel="fsdp",
                   cooldown=CooldownConfig(steps=12_000, num_frames=64, crop_size=384))
         return apply_overrides(cfg, overrides)
-
 
     @classmethod
     def v21_tiny_cpu(cls, **overrides: Any) -> PretrainConfig:
@@ -279,7 +291,7 @@ class ACTrainConfig:
     weight_decay: float = 0.04
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    amp: str = "auto"  # "auto" (bf16 autocast where the device does bf16 natively, else fp32), "bf16", "none"
+    amp: str = "auto"  # "auto" (bf16 autocast where the device does bf16 natively, else fp32), "bfloat16", "none"
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"  # auto (cuda:LOCAL_RANK when there is a GPU), cpu, cuda, cuda:1 ...
@@ -291,15 +303,14 @@ class ACTrainConfig:
     keep_checkpoints: int = 3
     resume: bool = True  # continue from the newest checkpoint in out_dir/checkpoints, bit for bit
     progress: bool = True
+    RENAMED_KEYS = {"bf16": AMP_RENAMED}
 
     def __post_init__(self) -> None:
         from vjepa_fast.models import ACPredictorConfig
-        from vjepa_fast.precision import AMP_CHOICES
 
         if isinstance(self.data, Mapping):
             self.data = from_dict(ACDataConfig, self.data, "data")
-        if self.amp not in AMP_CHOICES:
-            raise ValueError(f"amp must be one of {AMP_CHOICES}, got {self.amp!r}")
+        self.amp = canonical_amp(self.amp)
         for name in ("batch_size", "grad_accum", "total_steps", "frame_step", "rollout_steps", "log_every",
                      "keep_checkpoints", "ckpt_every"):
             if getattr(self, name) < 1:
@@ -322,8 +333,7 @@ class ACTrainConfig:
             raise ValueError(f"data.weights must be >= 0 with a positive sum, got {d.weights}")
         if d.preprocess not in AC_PREPROCESS:
             raise ValueError(f"data.preprocess must be one of {AC_PREPROCESS}, got {d.preprocess!r}")
-        if d.cache_dtype not in ("bfloat16", "float16"):
-            raise ValueError(f"data.cache_dtype must be bfloat16 or float16, got {d.cache_dtype!r}")
+        check_dtype_name(d.cache_dtype, "data.cache_dtype", choices=("bfloat16", "float16"), auto=False)
         if d.frame_stride < 1 or d.encode_batch_size < 1:
             raise ValueError("data.frame_stride and data.encode_batch_size must be >= 1")
         if d.sources and not d.encoder:
@@ -416,354 +426,29 @@ AC_PRESETS = {"sim_tiny": ACTrainConfig.sim_tiny, "manip_tiny": ACTrainConfig.ma
               "droid_vit_giant": ACTrainConfig.droid_vit_giant}
 
 
-# ------------------------------------------------------------------------------------ attentive probes
-PROBE_TASKS = ("classification", "anticipation")
+# The named presets of each config class, and the preset a command starts from when neither --preset nor the
+# file names one (None: the dataclass defaults). Configs above this layer register theirs (register_presets).
+_PRESETS: dict[type, dict[str, Callable[..., Any]]] = {PretrainConfig: PRETRAIN_PRESETS, ACTrainConfig: AC_PRESETS}
+_DEFAULT_PRESET: dict[type, str | None] = {PretrainConfig: "vit_large", ACTrainConfig: None}
 
 
-@dataclass
-class ProbeDataConfig:
-    """The labelled videos of `vjepa-fast probe` and how clips are cut from them.
-
-    classification CSV: a header with `path,label` (label: an int class index, or a class name when
-    `class_names` is set), one video per row; relative paths are read from the CSV's folder.
-    anticipation CSV: `path,action_start_s,label`: the observed clip is `frames_per_clip` frames at `fps`
-    ending `anticipation_s` before the labelled action starts (EK-100: 1 s).
-    """
-
-    train_csv: str = ""
-    val_csv: str = ""
-    task: str = "classification"  # classification, or anticipation (predict the action starting anticipation_s after the clip)
-    class_names: list[str] = field(default_factory=list)  # optional: names of the classes (labels may then be names)
-    num_classes: int = 0  # 0: max label + 1 over both CSVs (or len(class_names))
-    frames_per_clip: int = 16
-    frame_step: int = 4  # classification: source frames between two sampled frames
-    fps: float = 8.0  # anticipation: sampling rate of the observed clip (frames per second)
-    anticipation_s: float = 1.0  # anticipation: seconds between the clip end and the action start
-    num_segments: int = 1  # temporal clips per video, spread over it; their tokens are concatenated per view
-    num_views: int = 1  # spatial views (crops along the long side) averaged at test time (softmax); training draws one
-    crop_size: int = 256
-    num_workers: int = 0
-
-
-@dataclass
-class ProbeConfig:
-    """Everything `vjepa-fast probe train|eval` needs: a frozen encoder, the labelled videos, the attentive probe
-    (Meta's AttentiveClassifier: depth - 1 self-attention blocks + one cross-attention block, a linear head) and
-    its optimisation (AdamW, linear warmup then cosine decay, per optimizer step)."""
-
-    encoder: str = ""  # frozen encoder: .safetensors (ours), Meta's .pt, or random:PRESET[@IMG] (random weights, seed 0)
-    out_dir: str = "runs/probe"
-    data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
-    num_heads: int = 16  # probe heads (V-JEPA 2's evals: 16 for ViT-L, H and g)
-    depth: int = 4  # probe blocks (V-JEPA 2's evals: 4)
-    cache_features: bool = False  # encode every clip once (eval views) into cache_dir and train on the cached tokens
-    cache_dir: str = ""  # default OUT_DIR/features
-    cache_dtype: str = "float16"  # storage of cached tokens: float16, bfloat16 or float32
-    epochs: int = 20
-    batch_size: int = 4  # videos per step per process
-    lr: float = 5e-4
-    start_lr: float = 0.0
-    final_lr: float = 0.0
-    warmup_epochs: float = 0.0
-    weight_decay: float = 0.01
-    amp: str = "auto"  # auto (bf16 autocast where the device does bf16 natively, else fp32), bf16, none
-    device: str = "auto"  # auto (cuda:LOCAL_RANK when there is a GPU), cpu, cuda, cuda:1 ...
-    seed: int = 0
-    recall_k: int = 5  # the k of recall@k and top-k accuracy reported beside top-1
-    eval_every: int = 1  # epochs between evaluations on val_csv (0: only at the end)
-    keep_checkpoints: int = 2
-    resume: bool = True  # continue from the newest checkpoint in out_dir/checkpoints
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        from vjepa_fast.precision import AMP_CHOICES
-
-        if isinstance(self.data, Mapping):
-            self.data = from_dict(ProbeDataConfig, self.data, "data")
-        d = self.data
-        if d.task not in PROBE_TASKS:
-            raise ValueError(f"data.task must be one of {PROBE_TASKS}, got {d.task!r}")
-        if self.amp not in AMP_CHOICES:
-            raise ValueError(f"amp must be one of {AMP_CHOICES}, got {self.amp!r}")
-        if self.cache_dtype not in ("float16", "bfloat16", "float32"):
-            raise ValueError(f"cache_dtype must be float16, bfloat16 or float32, got {self.cache_dtype!r}")
-        for name in ("num_heads", "depth", "epochs", "batch_size", "keep_checkpoints", "recall_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("frames_per_clip", "frame_step", "num_segments", "num_views"):
-            if getattr(d, name) < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {getattr(d, name)}")
-        if d.frames_per_clip % 2:
-            raise ValueError(f"data.frames_per_clip must be even (tubelet 2), got {d.frames_per_clip}")
-        if d.crop_size < 16 or d.crop_size % 16:
-            raise ValueError(f"data.crop_size must be a multiple of 16 (patch 16), got {d.crop_size}")
-        if d.fps <= 0 or d.anticipation_s < 0 or d.num_classes < 0:
-            raise ValueError("data.fps must be > 0, data.anticipation_s >= 0 and data.num_classes >= 0")
-        if self.eval_every < 0 or self.warmup_epochs < 0 or self.lr <= 0:
-            raise ValueError("eval_every and warmup_epochs must be >= 0 and lr > 0")
-
-    @property
-    def features_dir(self) -> str:
-        return self.cache_dir or str(Path(self.out_dir) / "features")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    # ------------------------------------------------------------------------------------------ presets
-    @classmethod
-    def synthetic_tiny(cls, **overrides: Any) -> ProbeConfig:
-        """CPU seconds: a random tiny encoder (64 px, 8-frame clips) and a 2-block, 4-head probe on the synthetic
-        moving-square videos (label = direction of motion, 4 classes), features cached once."""
-        cfg = cls(
-            encoder="random:tiny", out_dir="runs/probe-synthetic",
-            data=ProbeDataConfig(train_csv="data/probe_synthetic/train.csv", val_csv="data/probe_synthetic/val.csv",
-                                 class_names=["right", "left", "down", "up"], frames_per_clip=8, frame_step=1, num_segments=1, num_views=1, crop_size=64),
-            num_heads=4, depth=2, cache_features=True, cache_dtype="float32", epochs=20, batch_size=16, lr=1e-3,
-            start_lr=1e-4, final_lr=1e-5, warmup_epochs=2, weight_decay=0.01, amp="none", device="cpu",
-            eval_every=0, keep_checkpoints=1,
-        )
-        return apply_overrides(cfg, overrides)
-
-    @classmethod
-    def ssv2_vitg(cls, **overrides: Any) -> ProbeConfig:
-        """Something-Something v2 with ViT-g/16 at 384 px (the paper's 77.3% top-1): 64 frames at frame step 2,
-        2 temporal clips x 3 spatial views at test time, a 4-block 16-head probe, 174 classes, bf16 where
-        native. The optimisation values are ours (not Meta's sweep); to reproduce the number, evaluate Meta's
-        released probe: `vjepa-fast probe eval --config configs/probe_ssv2_vitg.toml --checkpoint
-        ssv2-vitg-384-64x2x3.pt`."""
-        cfg = cls(
-            encoder="vitg-384.pt", out_dir="runs/probe-ssv2-vitg",
-            data=ProbeDataConfig(train_csv="ssv2_train.csv", val_csv="ssv2_val.csv", num_classes=174,
-                                 frames_per_clip=64, frame_step=2, num_segments=2, num_views=3, crop_size=384,
-                                 num_workers=8),
-            num_heads=16, depth=4, epochs=20, batch_size=2, lr=5e-4, start_lr=0.0, final_lr=0.0, warmup_epochs=0,
-            weight_decay=0.01, amp="auto",
-        )
-        return apply_overrides(cfg, overrides)
-
-    @classmethod
-    def ek100_vitg(cls, **overrides: Any) -> ProbeConfig:
-        """EPIC-KITCHENS-100 action anticipation with ViT-g/16 at 384 px: 32 frames at 8 fps ending 1 s before the
-        action (the paper: 39.7 class-mean recall@5 with Meta's verb/noun/action probe; this probe predicts the
-        action class only)."""
-        cfg = cls(
-            encoder="vitg-384.pt", out_dir="runs/probe-ek100-vitg",
-            data=ProbeDataConfig(train_csv="ek100_train_anticipation.csv", val_csv="ek100_val_anticipation.csv",
-                                 task="anticipation", frames_per_clip=32, fps=8.0, anticipation_s=1.0,
-                                 num_segments=1, num_views=1, crop_size=384, num_workers=8),
-            num_heads=16, depth=4, epochs=20, batch_size=2, lr=5e-4, weight_decay=0.01, amp="auto",
-        )
-        return apply_overrides(cfg, overrides)
-
-
-PROBE_PRESETS = {"synthetic_tiny": ProbeConfig.synthetic_tiny, "ssv2_vitg": ProbeConfig.ssv2_vitg,
-                 "ek100_vitg": ProbeConfig.ek100_vitg}
-
-
-# ------------------------------------------------------------------------------------ dict <-> dataclass
-def _is_optional(tp: Any) -> tuple[bool, Any]:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return True, args[0]
-    return False, tp
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    optional, inner = _is_optional(tp)
-    if optional:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        return _convert(value, inner, where)
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if dataclasses.is_dataclass(value) and isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{where} must be a table/dict, got {type(value).__name__}")
-        return from_dict(tp, value, where)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{where} must be a list, got {type(value).__name__}")
-        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is tuple:
-        items = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(items):
-            raise TypeError(f"{where} must be a list of {len(items)} values, got {value!r}")
-        return tuple(_convert(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items)))
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{where} must be a table/dict, got {type(value).__name__}")
-        return {str(k): v for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{where} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{where} must be an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise TypeError(f"{where} must be a string, got {value!r}")
-        return value
-    return value
-
-
-def config_keys(cls: type) -> list[str]:
-    """Every dotted key of config dataclass `cls` (nested dataclasses expanded)."""
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            out += [f"{f.name}.{k}" for k in config_keys(hints[f.name])]
-        else:
-            out.append(f.name)
-    return out
-
-
-def _unknown_key(key: str, root: type | None, here: Sequence[str]) -> ValueError:
-    """ValueError naming the unknown dotted `key` and the closest valid keys."""
-    valid = config_keys(root) if root is not None else list(here)
-    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
-    if not close:  # e.g. the right leaf in the wrong section
-        leaf = key.rsplit(".", 1)[-1]
-        close = [k for k in valid if k.rsplit(".", 1)[-1] in difflib.get_close_matches(
-            leaf, [v.rsplit(".", 1)[-1] for v in valid], n=3, cutoff=0.6)][:3]
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"unknown config key '{key}'{hint} (`--help` lists every key)")
-
-
-def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "", root: type | None = None) -> T:
-    """Builds dataclass `cls` from a (nested) dict; unknown keys and wrong types raise naming the key."""
-    root = root or cls
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    prefix = f"{where}." if where else ""
-    if "bf16" in unknown and "amp" in names:
-        _renamed_bf16(f"{prefix}bf16")
-    if unknown:
-        if root is cls and where:  # a nested dataclass built on its own: keys relative to it
-            raise _unknown_key(unknown[0], cls, ())
-        raise _unknown_key(f"{prefix}{unknown[0]}", root, ())
-    kwargs = {}
-    for k, v in data.items():
-        tp = hints[k]
-        if dataclasses.is_dataclass(tp) and isinstance(v, Mapping):
-            kwargs[k] = from_dict(tp, v, f"{prefix}{k}", root)
-        else:
-            kwargs[k] = _convert(v, tp, f"{prefix}{k}")
-    return cls(**kwargs)
-
-
-def _renamed_bf16(key: str) -> None:
-    raise ValueError(f"config key '{key}' was replaced by amp = \"auto\" | \"bf16\" | \"none\" (auto: bf16 "
-                     "autocast where the device does bf16 natively, fp32 elsewhere)")
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    d = dataclasses.asdict(cfg)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any, root: type) -> None:
-    keys = dotted.split(".")
-    node = data
-    for i, k in enumerate(keys[:-1]):
-        if k not in node or not isinstance(node[k], dict) or not _is_section(root, keys[: i + 1]):
-            raise _unknown_key(dotted, root, ())
-        node = node[k]
-    if keys[-1] not in node:
-        if keys[-1] == "bf16" and "amp" in node:
-            _renamed_bf16(dotted)
-        raise _unknown_key(dotted, root, ())
-    node[keys[-1]] = value
-
-
-def _is_section(root: type, keys: Sequence[str]) -> bool:
-    tp: Any = root
-    for k in keys:
-        if not dataclasses.is_dataclass(tp):
-            return False
-        tp = typing.get_type_hints(tp).get(k)
-    return dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key.sub=value` with TOML value syntax (numbers, true/false, [lists], "strings"); bare words are strings."""
-    if "=" not in text or not re.match(r"^\s*[A-Za-z_][\w.]*\s*=", text):
-        raise ValueError(f"override {text!r} must look like key=value (e.g. optim.lr_peak=3e-4)")
-    key, raw = text.split("=", 1)
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip(), value
-
-
-def apply_overrides(cfg: T, overrides: Mapping[str, Any] | Sequence[str]) -> T:
-    """A new config with `{dotted.key: value}` (or ["dotted.key=value", ...]) applied and validated."""
-    if not overrides:
-        return cfg
-    items = [parse_override(o) for o in overrides] if not isinstance(overrides, Mapping) else overrides.items()
-    data = to_dict(cfg)
-    for key, value in items:
-        _set_path(data, key, value, type(cfg))
-    return from_dict(type(cfg), data)
-
-
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The table of a TOML (or, by suffix, JSON) config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_text()
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
-    else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {path} is not valid TOML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a table of keys")
-    return data
+def register_presets(cls: type, presets: Mapping[str, Callable[..., Any]], default: str | None = None) -> None:
+    """Makes `presets` the named presets of `cls` for load_config / add_config_arguments (e.g. ProbeConfig's)."""
+    _PRESETS[cls] = dict(presets)
+    _DEFAULT_PRESET[cls] = default
 
 
 def presets_of(cls: type) -> dict[str, Callable[..., Any]]:
-    """The named presets of a config class (PRETRAIN_PRESETS, AC_PRESETS, PROBE_PRESETS)."""
-    return {PretrainConfig: PRETRAIN_PRESETS, ACTrainConfig: AC_PRESETS, ProbeConfig: PROBE_PRESETS}.get(cls, {})
-
-
-# The preset a command starts from when neither --preset nor the file names one (None: the dataclass defaults).
-_DEFAULT_PRESET: dict[type, str | None] = {PretrainConfig: "vit_large", ACTrainConfig: None, ProbeConfig: None}
+    """The named presets of a config class (PRETRAIN_PRESETS, AC_PRESETS, and those registered)."""
+    return _PRESETS.get(cls, {})
 
 
 def load_config(cls: type[T], *, path: str | os.PathLike | None = None, preset: str | None = None,
                 overrides: Mapping[str, Any] | Sequence[str] = ()) -> T:
     """defaults < preset < file < overrides. The preset is `preset` (the command line's) if given, else the
     file's top-level `preset = "..."`, else the class's default preset (PretrainConfig: vit_large)."""
-    presets = presets_of(cls)
-    data = read_config_file(path) if path is not None else {}
-    file_preset = data.pop("preset", None)
-    name = preset or file_preset or _DEFAULT_PRESET.get(cls)
-    if name is not None and name not in presets:
-        raise ValueError(f"preset must be one of {sorted(presets)}, got {name!r}")
-    if preset and file_preset and preset != file_preset:
-        _LOG.info("--preset %s replaces the config file's preset %r (the command line wins)", preset, file_preset)
-    base = to_dict(presets[name]() if name is not None else cls())
-    _merge(base, data)
-    cfg = from_dict(cls, base)
-    return apply_overrides(cfg, overrides)
+    return _config.load_config(cls, path=path, preset=preset, overrides=overrides, presets=presets_of(cls),
+                               default_preset=_DEFAULT_PRESET.get(cls))
 
 
 def load_pretrain_config(path: str | Path | None = None, preset: str | None = None,
@@ -773,102 +458,8 @@ def load_pretrain_config(path: str | Path | None = None, preset: str | None = No
     return load_config(PretrainConfig, path=path, preset=preset, overrides=overrides)
 
 
-def _merge(base: dict[str, Any], new: Mapping[str, Any]) -> None:
-    for k, v in new.items():
-        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v  # unknown keys are reported by from_dict
-
-
-# ------------------------------------------------------------------------------------ help and TOML output
-def _field_comments(cls: type) -> dict[str, str]:
-    """The `# comment` after each field in the class source (what --help shows beside the key)."""
-    try:
-        src = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    out = {}
-    for line in src.splitlines():
-        m = re.match(r"^\s{4}(\w+):[^#]*#\s*(.+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
-    return out
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, Mapping):
-        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
-def describe_keys(cfg: Any) -> str:
-    """One line per key: `key = value  # what it is` (the --help epilog)."""
-    lines = []
-
-    def walk(obj: Any, prefix: str) -> None:
-        comments = _field_comments(type(obj))
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if dataclasses.is_dataclass(v):
-                walk(v, f"{prefix}{f.name}.")
-                continue
-            shown = "(none)" if v is None else _toml_value(v)
-            c = comments.get(f.name, "")
-            lines.append(f"  {prefix}{f.name} = {shown}" + (f"   # {c}" if c else ""))
-
-    walk(cfg, "")
-    return "\n".join(lines)
-
-
-def to_toml(cfg: Any) -> str:
-    """The config as a TOML file that `--config` loads back to the same config (None values left out)."""
-    top, tables = [], []
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(v):
-            body = [f"{g.name} = {_toml_value(getattr(v, g.name))}" for g in dataclasses.fields(v)
-                    if getattr(v, g.name) is not None]
-            tables.append(f"[{f.name}]\n" + "\n".join(body))
-        elif v is not None:
-            top.append(f"{f.name} = {_toml_value(v)}")
-    return "\n".join(top) + "\n\n" + "\n\n".join(tables) + "\n"
-
-
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, default_preset: str | None) -> None:
-    """--config, --preset, --set, positional KEY=VALUE overrides and --print-config, with every key and its
-    default (the default preset's) listed in the help."""
-    presets = presets_of(cls)
-    parser.add_argument("--config", default=None, metavar="FILE", help="TOML (or JSON) config file")
-    parser.add_argument("--preset", default=None, choices=sorted(presets) or None,
-                        help=f"preset to start from (default: the file's `preset`, else {default_preset or 'none'})")
-    parser.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="an override, like the positional ones (repeatable)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides in TOML syntax, e.g. total_steps=500 data.sources='[\"data/a\"]'")
-    base = presets[default_preset]() if default_preset else cls()
-    keys = describe_keys(base)
-    parser.epilog = ((parser.epilog + "\n\n") if parser.epilog else "") + (
-        f"config keys (defaults{' of preset ' + default_preset if default_preset else ''}; precedence: defaults < "
-        f"preset < --config file < command line):\n{keys}")
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-
-
-def config_from_args(args: argparse.Namespace, cls: type[T]) -> T:
-    """The config an add_config_arguments parser describes (prints it and exits on --print-config)."""
-    cfg = load_config(cls, path=args.config, preset=args.preset,
-                      overrides=list(args.overrides) + list(args.set_overrides))
-    if args.print_config:
-        print(to_toml(cfg), end="")
-        raise SystemExit(0)
-    return cfg
-
+    """--config, --preset, --set, positional KEY=VALUE overrides and --print-config for a training config, with
+    every key and its default (the default preset's) listed in the help (`vjepa_fast.config.add_config_arguments`
+    with the class's presets)."""
+    _config.add_config_arguments(parser, cls, default_preset, presets=presets_of(cls))
