@@ -23,11 +23,7 @@ import numpy as np
 from vjepa_fast.data.episode_clips import EpisodeClipDataset, load_episodes
 from vjepa_fast.data.preprocess import FramePreprocess
 from vjepa_fast.data.robot_episode import (
-    EpisodeSkipped,
-    RobotEpisode,
-    check_states,
-    read_video_frames,
-    video_num_frames,
+    EpisodeSkipped, RobotEpisode, check_states, read_video_frames, video_num_frames
 )
 from vjepa_fast.fileio import read_path_list
 

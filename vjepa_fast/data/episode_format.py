@@ -37,11 +37,7 @@ import numpy as np
 import torch
 
 from vjepa_fast.data.robot_episode import (
-    EpisodeSkipped,
-    RobotEpisode,
-    check_states,
-    read_video_frames,
-    video_num_frames,
+    EpisodeSkipped, RobotEpisode, check_states, read_video_frames, video_num_frames
 )
 from vjepa_fast.fileio import atomic_write_bytes, read_path_list
 from vjepa_fast.robotics.pose import ACTION_DIM, STATE_DIM

@@ -30,12 +30,7 @@ from vjepa_fast.data.episode_format import (
 )
 from vjepa_fast.data.preprocess import FramePreprocess, PlannerPreprocess
 from vjepa_fast.data.robot_episode import (
-    EPISODE_SKIP_REASONS,
-    EpisodeSkipped,
-    RobotEpisode,
-    check_states,
-    read_video_frames,
-    video_num_frames,
+    EPISODE_SKIP_REASONS, EpisodeSkipped, RobotEpisode, check_states, read_video_frames, video_num_frames
 )
 from vjepa_fast.fileio import read_path_list
 

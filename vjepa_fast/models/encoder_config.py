@@ -68,6 +68,15 @@ class _ConfigBase:
     num_frames: int
     attn_impl: str
 
+    @property
+    def is_v21(self) -> bool:
+        return getattr(self, "version", VJEPA2) == VJEPA2_1
+
+    @property
+    def rope_style(self) -> str:
+        """"tiled" (V-JEPA 2's RoPE) or "interleaved" (2.1's)."""
+        return "interleaved" if self.is_v21 else "tiled"
+
     def _check_common(self) -> None:
         name = type(self).__name__
         for field in ("patch_size", "tubelet_size", "num_frames"):
@@ -183,15 +192,6 @@ class EncoderConfig(_ConfigBase):
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
-
-    @property
-    def is_v21(self) -> bool:
-        return self.version == VJEPA2_1
-
-    @property
-    def rope_style(self) -> str:
-        """"tiled" (V-JEPA 2's RoPE) or "interleaved" (2.1's)."""
-        return "interleaved" if self.is_v21 else "tiled"
 
     @property
     def rope_interp(self) -> int:

@@ -84,14 +84,6 @@ class PredictorConfig(_ConfigBase):
         return self.predictor_embed_dim // self.num_heads
 
     @property
-    def is_v21(self) -> bool:
-        return self.version == VJEPA2_1
-
-    @property
-    def rope_style(self) -> str:
-        return "interleaved" if self.is_v21 else "tiled"
-
-    @property
     def rope_interp(self) -> int:
         return rope_pretrained_grid(self.patch_size) if self.interpolate_rope else 0
 
