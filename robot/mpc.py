@@ -24,6 +24,10 @@ from robot import shm
 from robot.safety import SafetyConfig, check_planner_bound, safe_target
 
 _LOG = logging.getLogger(__name__)
+# binary_gripper: a planned gripper change beyond +-this closes / opens the hand. Half a full close: the planned
+# gripper is the model's weakest dimension (robot/simtools' gripper sensitivity ~60%), and a lower bar turned its
+# noise into a hand that opened and closed on alternate steps.
+GRIP_THRESHOLD = 0.5
 
 
 class MPCStopped(RuntimeError):
@@ -162,7 +166,7 @@ class MPCRunner:
                 first = actions[0]
                 wanted = grip + first[6]
                 if self.binary_gripper:
-                    wanted = 1.0 if first[6] > 0.1 else 0.0 if first[6] < -0.1 else self._grip_cmd
+                    wanted = 1.0 if first[6] > GRIP_THRESHOLD else 0.0 if first[6] < -GRIP_THRESHOLD else self._grip_cmd
                 target, grip_cmd = safe_target(commanded_xyz, np.r_[first[:6], wanted], self.safety)
                 self._check_control()  # the arm may have failed while we planned
                 self.control.send_target(target, grip_cmd)

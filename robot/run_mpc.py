@@ -146,7 +146,7 @@ def planner_config(args: argparse.Namespace):
     from vjepa_fast.planning import PlannerConfig
 
     base = PlannerConfig(**PLANNER_DEFAULTS, max_norm=args.max_step, bound=args.bound,
-                         gripper="plan" if args.task else "hold")
+                         gripper="plan" if args.task else "hold", gripper_range=bool(args.task))
 
     def check(cfg: PlannerConfig) -> None:
         if (cfg.max_norm, cfg.bound) != (args.max_step, args.bound):

@@ -18,7 +18,7 @@ pytest.importorskip("ruckig")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from robot.simtools.physics import Layout, PhysicsArm  # noqa: E402
-from robot.simtools.tasks import CUBE, TASKS, draw_task, go_ready, goal_frames, success  # noqa: E402
+from robot.simtools.tasks import CUBE, SUBGOAL_PHASES, TASKS, draw_task, go_ready, goal_frames, success  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -351,7 +351,7 @@ def test_shipped_manipulation_model_short_eval(tmp_path: Path, task: str):
     out = tmp_path / "ev"
     steps = 4
     assert main(["sim-eval", "--task", task, "--goals", "2", "--seed", "11", "--max-steps", str(steps),
-                 "--subgoal-steps", *(["2"] * {"grasp": 3, "push": 2, "pick_place": 4}[task]),
+                 "--subgoal-steps", *(["2"] * len(SUBGOAL_PHASES[task])),
                  "--samples", "16", "--iterations", "2", "--no-early-stop",
                  "--method", f"ours={SHIPPED_MANIP}", "--out", str(out)]) == 0
     rows = {r["method"]: r for r in json.loads((out / "sim_eval.json").read_text())["summary"]}

@@ -118,6 +118,40 @@ def test_gripper_planned_and_bounded():
     assert res.std[0, 0, 3] <= 0.5
 
 
+def test_clip_gripper_range_keeps_the_gripper_in_zero_one():
+    from vjepa_fast.planning.cem import clip_gripper_range
+
+    state = torch.zeros(2, 7)
+    state[1, 6] = 0.75  # problem 1: the hand three quarters closed
+    s = torch.zeros(2, 3, 2, 4)
+    s[..., 3] = torch.tensor([[-0.5, 0.4], [0.9, 0.5], [0.3, -0.6]])  # per sample: two gripper changes
+    out = clip_gripper_range(s, state)
+    assert torch.equal(out[..., :3], s[..., :3])
+    # from 0: -0.5 -> 0 (stays open), then +0.4; 0.9, then 0.1 (up to closed); 0.3, then -0.3 (back to open)
+    torch.testing.assert_close(out[0, ..., 3], torch.tensor([[0.0, 0.4], [0.9, 0.1], [0.3, -0.3]]))
+    torch.testing.assert_close(out[1, ..., 3], torch.tensor([[-0.5, 0.4], [0.25, 0.0], [0.25, -0.6]]))
+    path = state[:, None, 6:7] + out[..., 3].cumsum(-1)
+    assert bool((path >= 0).all() and (path <= 1).all())
+
+
+def test_gripper_range_stops_the_planner_scoring_changes_the_hand_cannot_make():
+    """A model whose error rewards opening an open hand (g < 0 from 0): without gripper_range the planner picks
+    it; with it the change is clipped to 0, the reachable optimum."""
+
+    class OpenExploit(PointModel):
+        def rollout(self, z0, state, actions):
+            g = state[:, None, 6] + actions[..., 6].sum(2)  # unclamped: the model extrapolates
+            return (g + 0.5).abs()[..., None, None].expand(*g.shape, 1, 3)
+
+    model = OpenExploit(quadratic_center=torch.zeros(3))
+    state = torch.zeros(1, 7)
+    for on, want in ((False, -0.5), (True, 0.0)):
+        cfg = PlannerConfig(num_samples=200, topk=20, iterations=8, horizon=1, gripper="plan", gripper_step=1.0,
+                            gripper_range=on)
+        res = CEMPlanner(model, cfg).plan(torch.zeros(1, 1, 3), state, torch.zeros(1, 1, 3))
+        assert abs(res.actions[0, 0, 6].item() - want) < 0.03, (on, res.actions[0, 0, 6].item())
+
+
 def test_closed_loop_subgoals_and_warm_start():
     """MPC on the point model: execute the first action, re-plan warm-started, switch sub-goals when reached."""
     model = PointModel()

@@ -52,13 +52,14 @@ import numpy as np
 
 from robot.simtools.eval_report import summarise_tasks as summarise  # noqa: F401 - public here too
 from robot.simtools.eval_report import write_task_report as write_report
+from robot.mpc import GRIP_THRESHOLD
 from robot.simtools.tasks import SUBGOAL_PHASES, TASKS, check_task
 
 _LOG = logging.getLogger("task_eval")
 BASELINES = ("random-model", "random-actions", "oracle")
-GRIP_THRESHOLD = 0.1  # a planned gripper change beyond +-this closes / opens the hand
-DEFAULT_STEPS = {"grasp": 12, "push": 12, "pick_place": 24}
-DEFAULT_SUBGOAL_STEPS = {"grasp": (6, 2, 4), "push": (6, 6), "pick_place": (6, 2, 8, 8)}
+DEFAULT_STEPS = {"grasp": 14, "push": 14, "pick_place": 26}
+# Per sub-goal of robot.simtools.tasks.SUBGOAL_PHASES: above the cube, then the pre-grasp / pre-push pose, ...
+DEFAULT_SUBGOAL_STEPS = {"grasp": (4, 4, 2, 4), "push": (4, 4, 6), "pick_place": (4, 4, 2, 8, 8)}
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,19 @@ class TaskEvalConfig:
     task: str = "grasp"  # grasp, push or pick_place (robot/simtools/tasks.py)
     goals: int = 20  # layouts
     seed: int = 0  # layout i is robot.simtools.tasks.draw_task(task, seed + i), from the evaluation stream: any seed >= 0 gives layouts never used for training
-    max_steps: int = 0  # actions per trial (0: per task, DEFAULT_STEPS: grasp 12, push 12, pick_place 24)
+    max_steps: int = 0  # actions per trial (0: per task, DEFAULT_STEPS: grasp 14, push 14, pick_place 26)
     subgoal_steps: tuple[int, ...] = ()  # step budget per sub-goal (none: per task, DEFAULT_SUBGOAL_STEPS)
     samples: int = 64  # CEM samples per iteration
     topk: int = 8  # CEM elites
     iterations: int = 4  # CEM iterations
+    horizon: int = 1  # actions per planned sequence (the first is executed, then the plan is made again)
     max_step: float = 0.05  # largest translation per action, m
     camera: str = "table_right"  # scene camera of the frames (robot/sim.py CAMERAS)
     stop_on_success: bool = True  # stop a trial once the task's success condition holds
     planner: str = "cem"  # cem, mppi, icem, gradient or cem_grad (vjepa_fast.planning.planners); the sizes are shared
     planner_options: tuple[tuple[str, int | float], ...] = ()  # the planner's own options (MPPIOptions, ...)
     init_policy: str = ""  # a policy file (vjepa-fast distill or train-bc) whose action is the planner's initial mean each step (instead of the previous plan shifted)
+    gripper_range: bool = True  # score only gripper changes the hand can make from its state (PlannerConfig.gripper_range)
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -127,8 +130,9 @@ class ModelPolicy:
         from vjepa_fast.planning.planners import CountingPlanner, make_planner
 
         self.wm = wm
-        pcfg = PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations, horizon=1,
-                             max_norm=cfg.max_step, bound="box", gripper="plan", gripper_step=1.0, seed=seed)
+        pcfg = PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations, horizon=cfg.horizon,
+                             max_norm=cfg.max_step, bound="box", gripper="plan", gripper_step=1.0, seed=seed,
+                             gripper_range=cfg.gripper_range)
         self.planner = CountingPlanner(make_planner(cfg.planner, wm, pcfg, **dict(cfg.planner_options)))
         self.warm = None
         self.init = None

@@ -11,9 +11,12 @@ Success (judged at the end of an episode on the physics state):
   pick_place  the cube resting on the table (centre within 5 mm of its resting height) within 3 cm (xy) of the
               target, released (fingers not holding it).
 Sub-goal images (rendered by running the scripted oracle on a private copy of the scene, from the same layout):
-  grasp       [pre-grasp: hand open around the cube on the table, grasp pose: closed on it, lifted: held 10 cm up];
-  push        [pre-push: closed hand lowered behind the cube, pushed: cube on the target];
-  pick_place  [pre-grasp, grasp pose, lifted above the target, placed: cube on the target, hand open around it].
+  grasp       [above: hand open 10 cm above the cube, pre-grasp: hand open around the cube on the table, grasp
+              pose: closed on it, lifted: held 10 cm up];
+  push        [above: closed hand 10 cm above the pre-push point, pre-push: lowered behind the cube, pushed: cube
+              on the target];
+  pick_place  [above, pre-grasp, grasp pose, lifted above the target, placed: cube on the target, hand open
+              around it].
 (Open-hand pre-grasp images come first so that a one-step planner does not close the hand on its way down.)
 Layouts: the red cube's start in the task region, the other two objects placed around it (never closer than
 9 cm); push targets 6-12 cm from the start, pick-and-place targets 10-20 cm away, all inside the region.
@@ -121,8 +124,11 @@ def scripted_plan(task: str, cube: np.ndarray, target: tuple[float, float] | Non
     raise ValueError(f"no scripted plan for task {task!r}")
 
 
-SUBGOAL_PHASES = {"grasp": ("down", "grasp", "lifted"), "push": ("prepush", "pushed"),
-                  "pick_place": ("down", "grasp", "over_target", "placed")}
+# The sub-goal images a task is given, in order (phases of the scripted plan). Each starts with the hand above the
+# cube (or behind it): from READY the pre-grasp pose is ~20 cm away, too far for the L1 latent energy to tell a
+# step toward it from a step away (the arm hovered at the start); ~10 cm legs it does tell apart, as in reaching.
+SUBGOAL_PHASES = {"grasp": ("above", "down", "grasp", "lifted"), "push": ("above", "prepush", "pushed"),
+                  "pick_place": ("above", "down", "grasp", "over_target", "placed")}
 
 
 def split_move(start: np.ndarray, end: np.ndarray, max_delta: float = 0.05) -> list[np.ndarray]:

@@ -44,6 +44,18 @@ from vjepa_fast.planning.world_model import PlanningModel
 __all__ = ["PlannerConfig", "PlanResult", "CEMPlanner", "GoalSequence", "SubgoalSchedule", "to_actions", "shift_plan",
            "l1_energy", "META_CEM_NAMES", "Normals", "returned_actions", "given_normals", "BOUNDS", "GRIPPER_MODES"]
 
+def clip_gripper_range(samples: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """samples [B, S, H, 4] with each gripper change (last dim) clipped so the gripper, from state[:, 6], stays
+    in [0, 1] after every step of the horizon (PlannerConfig.gripper_range)."""
+    out = samples.clone()
+    g = state[:, 6, None].to(samples.dtype).expand(-1, samples.shape[1])  # [B, S]
+    for h in range(samples.shape[2]):
+        nxt = (g + samples[:, :, h, 3]).clamp(0.0, 1.0)
+        out[:, :, h, 3] = nxt - g
+        g = nxt
+    return out
+
+
 class CEMPlanner:
     """CEM planner over any `PlanningModel` (`WorldModel`, or a model with the same `rollout`).
 
@@ -157,6 +169,8 @@ class CEMPlanner:
             else:
                 samples = cem_sample(mean, std, lower, upper, cfg.num_samples, ball_radius=ball, ball_dims=3,
                                      normals=normals_at(it), validate=validate)
+            if cfg.gripper_range and grip_dims:
+                samples = clip_gripper_range(samples, state)
             energies = l1_energy(model.rollout(z_obs, state, to_actions(samples)), z_goal)
             evals += cfg.num_samples
             if kept is not None:

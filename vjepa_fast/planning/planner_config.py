@@ -57,6 +57,11 @@ class PlannerConfig:
     gripper_deadband: the returned `actions` have gripper 0 wherever |gripper| < gripper_deadband (0: off).
         The warm-start `mean` keeps the planned value.
 
+    gripper_range (ours, off by default): with gripper "plan", every sampled gripper change is clipped so that
+        the gripper, starting from the state's (`state[:, 6]`, DROID's 0 open .. 1 closed), stays in [0, 1]
+        along the sequence: a change the hand cannot make (opening an open hand) is never scored. Without it
+        such changes, never seen in training, can win on the model's error alone.
+
     Sample-efficient options (all off by default). With them off, `ReferencePlanner` (our plain-PyTorch,
     Meta-style twin in planning/reference.py) run on the same config, seed and model draws the same samples
     and returns the same plan, to fp32 rounding:
@@ -95,6 +100,7 @@ class PlannerConfig:
     std_correction: int = 0
     gripper_init_std: float | None = None
     gripper_deadband: float = 0.0
+    gripper_range: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "topk", "iterations", "horizon"):
