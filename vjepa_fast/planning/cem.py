@@ -35,6 +35,7 @@ from vjepa_fast.planning.plans import (
     check_problem_values,
     given_normals,
     l1_energy,
+    resolve_seed,
     returned_actions,
     shift_plan,
     to_actions,
@@ -142,9 +143,7 @@ class CEMPlanner:
         """
         cfg = self.config
         b = check_problem(self.model.latent_shape, z_obs, state, z_goal)
-        seed = cfg.seed if seed is None else seed
-        if not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
+        seed = resolve_seed(seed, cfg.seed)
         dev = z_obs.device
         normals_at = given_normals(normals, (cfg.iterations, b, cfg.num_samples, cfg.horizon, cfg.action_dims), dev)
         validate = dev.type == "cpu" if cfg.validate is None else cfg.validate

@@ -43,6 +43,7 @@ from vjepa_fast.planning.plans import (
     check_problem,
     check_problem_values,
     l1_energy,
+    resolve_seed,
     returned_actions,
     to_actions,
 )
@@ -142,9 +143,7 @@ class _Base(CEMPlanner):
     def _start(self, z_obs, state, z_goal, init_mean, seed):
         cfg = self.config
         b = check_problem(self.model.latent_shape, z_obs, state, z_goal)
-        seed = cfg.seed if seed is None else seed
-        if not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
+        seed = resolve_seed(seed, cfg.seed)
         dev = z_obs.device
         if (dev.type == "cpu" if cfg.validate is None else cfg.validate):
             check_problem_values(z_obs, state, z_goal, init_mean)

@@ -101,6 +101,14 @@ def shift_plan(mean: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean[:, 1:], torch.zeros_like(mean[:, :1])], dim=1)
 
 
+def resolve_seed(seed: int | None, default: int) -> int:
+    """`seed`, or the config's `default` when None: an int in [0, 2^63) (a Philox key)."""
+    seed = default if seed is None else seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int in [0, 2^63), got {seed!r}")
+    return seed
+
+
 def check_problem(latent_shape: tuple[int, int], z_obs: Any, state: Any, z_goal: Any) -> int:
     """Checks one plan call's tensors against the model's latents [N, D]: z_obs, z_goal [B, N, D], state [B, 7].
     Returns B."""
