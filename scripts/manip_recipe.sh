@@ -15,11 +15,14 @@
 #
 # Settings (environment; the defaults made the shipped model): OUT (runs/manip), EPISODES (1000) x STEPS (20 actions:
 # 20,000 transitions), WORKERS (2), HELDOUT (50 episodes, seed 500, for the diagnostics), PRETRAIN_STEPS (3000),
-# PRETRAIN_BATCH (16), AC_STEPS (1500), BC_STEPS (1000), GOALS (20 layouts per task), TASKS (grasp push pick_place),
+# PRETRAIN_BATCH (16), AC_STEPS (1500), AC_MORE_STEPS (3000: the predictor trained that many steps more, restarted
+# from the first AC_STEPS with a new warmup and decay, as the shipped model was made; 0 = off), BC_STEPS (1000),
+# GOALS (20 layouts per task), TASKS (grasp push pick_place),
 # EXPORT (OUT/world_model.safetensors; robot/assets/sim_manip_world_model.safetensors to ship it),
 # V21_STEPS (0 = off): also pretrain a tiny V-JEPA 2.1 encoder (objective vjepa2_1, preset v21_tiny_cpu) that many
 # steps on the same video, train the AC predictor on it, and evaluate it as method ours-v2.1 beside the others.
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) stops the recipe too
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/manip}
 EPISODES=${EPISODES:-1000}
@@ -29,6 +32,7 @@ HELDOUT=${HELDOUT:-50}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-16}
 AC_STEPS=${AC_STEPS:-1500}
+AC_MORE_STEPS=${AC_MORE_STEPS:-3000}
 BC_STEPS=${BC_STEPS:-1000}
 GOALS=${GOALS:-20}
 V21_STEPS=${V21_STEPS:-0}
@@ -55,25 +59,36 @@ vjepa-fast pretrain --preset tiny_cpu "data.sources=[\"$OUT/episodes\"]" data.cr
   "out_dir=$OUT/pretrain"
 t2=$SECONDS
 
-ac() {  # ac ENCODER OUT_DIR
+ac_run() {  # ac_run ENCODER OUT_DIR STEPS [INIT]
+  local init=()
+  [ -n "${4:-}" ] && init=("init=\"$4\"" "cache=\"$(dirname "$4")/latent_cache\"")
   vjepa-fast train-ac --preset manip_tiny "data.sources=[\"$OUT/episodes\"]" "data.encoder=\"$1\"" \
-    "out_dir=\"$2\"" "total_steps=$AC_STEPS" "warmup_steps=$((AC_STEPS / 10 > 0 ? AC_STEPS / 10 : 1))" \
-    "decay_steps=$((AC_STEPS / 4 > 0 ? AC_STEPS / 4 : 1))" "ckpt_every=$((AC_STEPS < 250 ? AC_STEPS : 250))"
+    "out_dir=\"$2\"" "total_steps=$3" "warmup_steps=$(($3 / 10 > 0 ? $3 / 10 : 1))" \
+    "decay_steps=$(($3 / 4 > 0 ? $3 / 4 : 1))" "ckpt_every=$(($3 < 250 ? $3 : 250))" "${init[@]}"
 }
-log "3/5 train-ac: $AC_STEPS steps on the pretrained encoder -> $EXPORT, and on a random one -> $OUT/ac_random"
-ac "$OUT/pretrain/encoder.safetensors" "$OUT/ac"
-if [ ! -f "$EXPORT" ] || ! cmp -s "$OUT/ac/world_model.safetensors" "$EXPORT"; then
-  cp "$OUT/ac/world_model.safetensors" "$EXPORT"
+ac() {  # ac ENCODER OUT_DIR: AC_STEPS steps, then AC_MORE_STEPS more (OUT_DIR_more); echoes the final model
+  ac_run "$1" "$2" "$AC_STEPS" >&2
+  if [ "$AC_MORE_STEPS" -gt 0 ]; then
+    ac_run "$1" "$2_more" "$AC_MORE_STEPS" "$2/world_model.safetensors" >&2
+    echo "$2_more/world_model.safetensors"
+  else
+    echo "$2/world_model.safetensors"
+  fi
+}
+log "3/5 train-ac: $AC_STEPS (+ $AC_MORE_STEPS) steps on the pretrained encoder -> $EXPORT, and on a random one"
+ours_model=$(ac "$OUT/pretrain/encoder.safetensors" "$OUT/ac")
+if [ ! -f "$EXPORT" ] || ! cmp -s "$ours_model" "$EXPORT"; then
+  cp "$ours_model" "$EXPORT"
 fi
-ac "random:tiny@128" "$OUT/ac_random"
+random_model=$(ac "random:tiny@128" "$OUT/ac_random")
 v21_method=()
 if [ "$V21_STEPS" -gt 0 ]; then
   log "3b/5 V-JEPA 2.1: tiny 2.1 encoder, $V21_STEPS steps -> $OUT/pretrain_v21; its AC predictor -> $OUT/ac_v21"
   vjepa-fast pretrain --preset v21_tiny_cpu "data.sources=[\"$OUT/episodes\"]" data.crop_size=128 \
     cooldown.crop_size=128 "steps=$V21_STEPS" "global_batch_size=$PRETRAIN_BATCH" optim.warmup_steps=200 \
     save_every=250 "out_dir=$OUT/pretrain_v21"
-  ac "$OUT/pretrain_v21/encoder.safetensors" "$OUT/ac_v21"
-  v21_method=(--method "ours-v2.1=$OUT/ac_v21/world_model.safetensors")
+  v21_model=$(ac "$OUT/pretrain_v21/encoder.safetensors" "$OUT/ac_v21")
+  v21_method=(--method "ours-v2.1=$v21_model")
 fi
 t3=$SECONDS
 
@@ -90,7 +105,7 @@ for target in red_cube ee; do
 done
 for task in $TASKS; do
   vjepa-fast sim-eval --task "$task" --goals "$GOALS" --out "$OUT/sim_eval_$task" --method "ours=$EXPORT" \
-    --method "ours-random-encoder=$OUT/ac_random/world_model.safetensors" --method "bc=bc:$OUT/bc/policy.safetensors" \
+    --method "ours-random-encoder=$random_model" --method "bc=bc:$OUT/bc/policy.safetensors" \
     --method random-actions --method oracle "${v21_method[@]}"
 done
 t5=$SECONDS
