@@ -269,7 +269,8 @@ def evaluate(methods: dict[str, str | None], cfg: EvalConfig, out_dir: str | Pat
     trials_on_rig = 0
     try:
         home = rig.commanded_xyz()
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        if "OMP_NUM_THREADS" not in os.environ:  # the user's choice wins
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         if progress:
             from tqdm import tqdm
 

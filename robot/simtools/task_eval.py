@@ -299,7 +299,8 @@ def evaluate(methods: dict[str, str | None], cfg: TaskEvalConfig, out_dir: str |
     if not todo:
         return [t for t in done if t.task == cfg.task]
     files = [s for s in methods.values() if s and not s.startswith("bc:")]
-    torch.set_num_threads(max(1, os.cpu_count() or 2))
+    if "OMP_NUM_THREADS" not in os.environ:  # the user's choice wins (several evaluations side by side)
+        torch.set_num_threads(max(1, os.cpu_count() or 2))
     arm, goal_arm = PhysicsArm(cfg.camera, 256), PhysicsArm(cfg.camera, 256)
     bar = None
     if progress:
