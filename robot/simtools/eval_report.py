@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from robot.simtools.sim_eval import EvalConfig, Trial
     from robot.simtools.task_eval import TaskEvalConfig, TaskTrial
 
-__all__ = ["summarise", "write_report", "summarise_tasks", "write_task_report"]
+__all__ = ["summarise", "write_report", "summarise_tasks", "write_task_report", "run_and_report"]
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
@@ -132,3 +132,20 @@ def write_task_report(trials: list[TaskTrial], methods: list[str], cfg: TaskEval
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return {"table": out / "sim_eval.md", "json": out / "sim_eval.json", "png": png}
+
+
+def run_and_report(evaluate: Any, report: Any, methods: dict[str, Any], cfg: Any, out: Path) -> int:
+    """sim-eval's last step (reach or a task): run the trials not done yet, write and print the report; 130 on
+    Ctrl-C, the finished trials kept for a resume."""
+    import sys
+
+    try:
+        trials = evaluate(methods, cfg, out)
+    except KeyboardInterrupt:
+        print(f"sim-eval: interrupted: finished trials are in {out / 'trials.jsonl'}; run again to resume",
+              file=sys.stderr)
+        return 130
+    files = report(trials, list(methods), cfg, out)
+    print(files["table"].read_text())
+    print(f"sim-eval: {files['png']}")
+    return 0

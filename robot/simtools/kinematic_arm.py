@@ -108,29 +108,9 @@ class KinematicArm:
         if self.path == "step":
             n = max(1, int(np.ceil(np.linalg.norm(target - start) / self.ik_step)))
             return start + (target - start) * (np.arange(1, n + 1) / n)[:, None]
-        from ruckig import InputParameter, OutputParameter, Result, Ruckig
+        from robot.simtools.physics import ruckig_path  # exactly robot/control.py's set-up for a new target
 
-        # Exactly robot/control.py's set-up for a new target from rest.
-        otg = Ruckig(3, 0.001)
-        inp, out = InputParameter(3), OutputParameter(3)
-        inp.current_position = start.tolist()
-        inp.current_velocity = [0.0, 0.0, 0.0]
-        inp.current_acceleration = [0.0, 0.0, 0.0]
-        inp.target_position = np.asarray(target, dtype=np.float64).tolist()
-        inp.target_velocity = [0.0, 0.0, 0.0]
-        inp.max_velocity = [self.max_velocity] * 3
-        inp.max_acceleration = [self.max_acceleration] * 3
-        inp.max_jerk = [self.max_jerk] * 3
-        points = []
-        for _ in range(60_000):  # a minute of cycles: far beyond any move in the workspace
-            result = otg.update(inp, out)
-            if result not in (Result.Working, Result.Finished):
-                raise RuntimeError(f"trajectory generation failed: {result}")
-            points.append(out.new_position)
-            out.pass_to_input(inp)
-            if result == Result.Finished:
-                break
-        return np.asarray(points, dtype=np.float64)
+        return ruckig_path(start, target, self.max_velocity, self.max_acceleration, self.max_jerk)
 
     def move_to(self, target: np.ndarray, max_rest_cycles: int = 200) -> bool:
         """Move the commanded position to `target` [3] along `trajectory`, then keep commanding the target

@@ -60,6 +60,34 @@ def manipulation_safety() -> Any:
                         max_acceleration=2.5, max_jerk=50.0)
 
 
+def ruckig_path(start: np.ndarray, target: np.ndarray, max_velocity: float, max_acceleration: float, max_jerk: float,
+                max_cycles: int = 60_000) -> np.ndarray:
+    """The positions [T, 3] of robot/control.py's 1 ms ruckig cycles from `start` to `target`, both at rest (its
+    set-up for a new target), with the same limit on every axis."""
+    from ruckig import InputParameter, OutputParameter, Result, Ruckig
+
+    otg = Ruckig(3, 0.001)
+    inp, out = InputParameter(3), OutputParameter(3)
+    inp.current_position = np.asarray(start, dtype=np.float64).tolist()
+    inp.current_velocity = [0.0, 0.0, 0.0]
+    inp.current_acceleration = [0.0, 0.0, 0.0]
+    inp.target_position = np.asarray(target, dtype=np.float64).tolist()
+    inp.target_velocity = [0.0, 0.0, 0.0]
+    inp.max_velocity = [max_velocity] * 3
+    inp.max_acceleration = [max_acceleration] * 3
+    inp.max_jerk = [max_jerk] * 3
+    points = []
+    for _ in range(max_cycles):
+        result = otg.update(inp, out)
+        if result not in (Result.Working, Result.Finished):
+            raise RuntimeError(f"trajectory generation failed: {result}")
+        points.append(out.new_position)
+        out.pass_to_input(inp)
+        if result == Result.Finished:
+            break
+    return np.asarray(points, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where the objects stand: name -> (x, y, yaw) on the table (z follows from the object's size)."""
@@ -330,28 +358,8 @@ class PhysicsArm:
         return start + (target - start) * (np.arange(1, n + 1) / n)[:, None]
 
     def _ruckig(self, start: np.ndarray, target: np.ndarray) -> np.ndarray:
-        from ruckig import InputParameter, OutputParameter, Result, Ruckig
-
-        otg = Ruckig(3, 0.001)
-        inp, out = InputParameter(3), OutputParameter(3)
-        inp.current_position = start.tolist()
-        inp.current_velocity = [0.0, 0.0, 0.0]
-        inp.current_acceleration = [0.0, 0.0, 0.0]
-        inp.target_position = target.tolist()
-        inp.target_velocity = [0.0, 0.0, 0.0]
-        inp.max_velocity = [self.limits.max_velocity] * 3
-        inp.max_acceleration = [self.limits.max_acceleration] * 3
-        inp.max_jerk = [self.limits.max_jerk] * 3
-        points = []
-        for _ in range(20_000):
-            result = otg.update(inp, out)
-            if result not in (Result.Working, Result.Finished):
-                raise RuntimeError(f"trajectory generation failed: {result}")
-            points.append(out.new_position)
-            out.pass_to_input(inp)
-            if result == Result.Finished:
-                break
-        return np.asarray(points, dtype=np.float64)
+        lim = self.limits
+        return ruckig_path(start, target, lim.max_velocity, lim.max_acceleration, lim.max_jerk, max_cycles=20_000)
 
     def target_for(self, action: np.ndarray) -> tuple[np.ndarray, float]:
         """Where an action [>= 3] (dxyz, ..., gripper delta at index 6 when given) takes the commanded position

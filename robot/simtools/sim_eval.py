@@ -44,7 +44,7 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 import numpy as np
 
 from robot.simtools.eval_args import add_eval_arguments, eval_config
-from robot.simtools.eval_report import summarise, write_report  # noqa: F401 - public here too
+from robot.simtools.eval_report import run_and_report, summarise, write_report  # noqa: F401 - public here too
 from vjepa_fast.config import Flag
 
 _LOG = logging.getLogger("sim_eval")
@@ -425,16 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     _LOG.setLevel(logging.INFO)
     os.environ.setdefault("MUJOCO_GL", "egl")
     out = Path(a.out)
-    try:
-        trials = evaluate(methods, cfg, out)
-    except KeyboardInterrupt:
-        print(f"sim-eval: interrupted: finished trials are in {out / 'trials.jsonl'}; run again to resume",
-              file=sys.stderr)
-        return 130
-    files = write_report(trials, list(methods), cfg, out)
-    print(files["table"].read_text())
-    print(f"sim-eval: {files['png']}")
-    return 0
+    return run_and_report(evaluate, write_report, methods, cfg, out)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: make `robot` and `vjepa_fast` 
 import numpy as np
 
 from robot.simtools.eval_report import summarise_tasks as summarise  # noqa: F401 - public here too
+from robot.simtools.eval_report import run_and_report
 from robot.simtools.eval_report import write_task_report as write_report
 from robot.mpc import GRIP_THRESHOLD
 from robot.simtools.tasks import SUBGOAL_PHASES, TASKS, check_task
@@ -405,16 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     _LOG.setLevel(logging.INFO)
     os.environ.setdefault("MUJOCO_GL", "egl")
     out = Path(a.out or f"runs/sim_eval_{cfg.task}")
-    try:
-        trials = evaluate(methods, cfg, out)
-    except KeyboardInterrupt:
-        print(f"sim-eval: interrupted: finished trials are in {out / 'trials.jsonl'}; run again to resume",
-              file=sys.stderr)
-        return 130
-    files = write_report(trials, list(methods), cfg, out)
-    print(files["table"].read_text())
-    print(f"sim-eval: {files['png']}")
-    return 0
+    return run_and_report(evaluate, write_report, methods, cfg, out)
 
 
 if __name__ == "__main__":
