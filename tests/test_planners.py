@@ -81,6 +81,31 @@ def test_every_planner_plans_the_gripper_within_bounds(name):
     assert res.mean[..., 3].abs().max() <= 0.5 + 1e-7
 
 
+@pytest.mark.parametrize("name", PLANNERS)
+def test_every_planner_keeps_the_gripper_in_range_when_asked(name):
+    """A model whose error rewards opening an open hand (g < 0 from 0): with gripper_range on, no planner's plan
+    opens it (CEM's clip applies to MPPI's and iCEM's samples and to the gradient planners' projection); off,
+    the exploit is found (so the check can fail)."""
+
+    class OpenExploit(DiffPointModel):
+        def rollout(self, z0, state, actions):
+            g = state[:, None, 6] + actions[..., 6].sum(2)  # unclamped: the model extrapolates
+            return (g + 0.5).abs()[..., None, None].expand(*g.shape, 1, 3)
+
+    model = OpenExploit(quadratic_center=torch.zeros(3))
+    state = torch.zeros(1, 7)
+    for on in (False, True):
+        cfg = PlannerConfig(num_samples=200, topk=20, iterations=8, horizon=2, gripper="plan", gripper_step=1.0,
+                            gripper_range=on)
+        res = make_planner(name, model, cfg, **OPTIONS[name]).plan(torch.zeros(1, 1, 3), state,
+                                                                   torch.zeros(1, 1, 3))
+        path = res.actions[0, :, 6].cumsum(0)
+        if on:
+            assert path.min().item() >= -1e-6 and path.max().item() <= 1 + 1e-6, (name, res.actions[0, :, 6])
+        else:
+            assert path[-1].item() < -0.3, (name, res.actions[0, :, 6])
+
+
 def test_mppi_weights():
     e = torch.tensor([[0.3, 0.1, 0.2, 0.5], [1.0, 1.0, 1.0, 1.0]])
     w = mppi_weights(e, 0.5)

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from vjepa_fast.ops import cem_refit, cem_sample
-from vjepa_fast.planning.cem import CEMPlanner
+from vjepa_fast.planning.cem import CEMPlanner, clip_gripper_range
 from vjepa_fast.planning.planner_config import PlannerConfig
 from vjepa_fast.planning.plans import (
     PlanResult,
@@ -159,15 +159,22 @@ class _Base(CEMPlanner):
         return PlanResult(mean=mean, actions=returned_actions(mean, self.config), energy=energy, std=std,
                           stats=stats)
 
-    def _project(self, x: torch.Tensor) -> torch.Tensor:
-        """Onto the searched box (and the xyz ball with bound = "ball")."""
+    def _in_range(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """x [B, S, H, A] with the gripper changes clipped to the hand's range from `state` when the config asks
+        for it (PlannerConfig.gripper_range, as CEM's samples are); x itself otherwise."""
+        if self.config.gripper_range and self.config.gripper == "plan":
+            return clip_gripper_range(x, state)
+        return x
+
+    def _project(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Onto the searched box (and the xyz ball with bound = "ball"), the gripper kept in its range."""
         lower, upper = self.bounds(x.device)
         x = torch.minimum(torch.maximum(x, lower), upper)
         if self.config.bound == "ball":
             xyz = x[..., :3]
             n = xyz.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             x = torch.cat([xyz * (self.config.max_norm / n).clamp(max=1.0), x[..., 3:]], -1)
-        return x
+        return self._in_range(x, state)
 
 
 class MPPIPlanner(_Base):
@@ -187,8 +194,8 @@ class MPPIPlanner(_Base):
         best, evals = [], 0
         best_x, best_e = mean[:, None], None
         for it in range(cfg.iterations):
-            x = cem_sample(mean, std, lower, upper, cfg.num_samples, seed=seed, offset=it, ball_radius=ball,
-                           ball_dims=3, validate=False)
+            x = self._in_range(cem_sample(mean, std, lower, upper, cfg.num_samples, seed=seed, offset=it,
+                                          ball_radius=ball, ball_dims=3, validate=False), state)
             e = l1_energy(self.model.rollout(z_obs, state, to_actions(x)), z_goal)
             evals += cfg.num_samples
             w = mppi_weights(e, opt.temperature)
@@ -245,6 +252,7 @@ class ICEMPlanner(_Base):
             x = cem_sample(mean, std, lower, upper, n, ball_radius=ball, ball_dims=3, normals=z, validate=False)
             if it == cfg.iterations - 1:
                 x = torch.cat([x, mean[:, None]], 1)  # the mean itself competes at the end
+            x = self._in_range(x, state)
             e = l1_energy(self.model.rollout(z_obs, state, to_actions(x)), z_goal)
             evals += x.shape[1]
             if kept is not None:
@@ -289,7 +297,7 @@ class GradientPlanner(_Base):
         with torch.inference_mode(False), torch.enable_grad():
             # Plain (non-inference) copies: under a caller's inference_mode tensors made there carry no autograd.
             z_obs_d, state_d, goal = z_obs.detach().clone(), state.detach().clone(), z_goal.detach().clone()
-            x = self._project(x0.clone()).detach().requires_grad_(True)
+            x = self._project(x0.clone(), state).detach().requires_grad_(True)
             opt_ = torch.optim.Adam([x], lr=opt.lr * cfg.max_norm)
             for _ in range(opt.steps):
                 scored = x.detach().clone()  # the sequences this step's energies belong to
@@ -299,7 +307,7 @@ class GradientPlanner(_Base):
                 opt_.step()
                 evals += 2 * p
                 with torch.no_grad():
-                    x.copy_(self._project(x))
+                    x.copy_(self._project(x, state))
                     e_d = e.detach()
                     i = e_d.argmin(1)
                     x_min = scored[torch.arange(b, device=dev), i][:, None]
