@@ -516,3 +516,20 @@ def test_bad_plan_inputs():
         WorldModel(VideoEncoder(EncoderConfig.tiny(embed_dim=48)), pred)
     with pytest.raises(ValueError, match="sub-goals"):
         GoalSequence(z)
+
+
+def test_with_problem_of_copies_the_problem_not_the_search():
+    """cpu_small_meta_efficient: Meta's horizon, bounds, gripper handling and dead band; our search (samples,
+    momenta, population std, kept elites). A config fed anything but a PlannerConfig is refused."""
+    from vjepa_fast.planning.planner_config import PROBLEM_FIELDS
+
+    meta = PlannerConfig.meta(num_samples=200, topk=10, iterations=5, horizon=2)
+    eff = PlannerConfig.cpu_small_meta_efficient()
+    assert all(getattr(eff, f) == getattr(meta, f) for f in PROBLEM_FIELDS)
+    assert (eff.horizon, eff.max_norm, eff.gripper, eff.gripper_step, eff.gripper_deadband) == (2, 0.05, "plan", 0.75,
+                                                                                               0.25)
+    assert (eff.num_samples, eff.iterations, eff.topk, eff.std_correction, eff.momentum_std_pos) == (32, 8, 10, 0, None)
+    assert eff.keep_elites and eff.return_best and eff.coarse_iterations == 0 and eff.dtype == "float32"
+    assert PlannerConfig.cpu_small_meta_efficient(seed=5).seed == 5
+    with pytest.raises(TypeError, match="PlannerConfig"):
+        eff.with_problem_of({"horizon": 1})

@@ -89,7 +89,8 @@ def _plan_presets() -> dict:
     from vjepa_fast.planning import PlannerConfig
 
     return {"cpu-small": PlannerConfig.cpu_small, "cpu-small-efficient": PlannerConfig.cpu_small_efficient,
-            "paper": PlannerConfig.paper, "meta": PlannerConfig.meta}
+            "cpu-small-meta-efficient": PlannerConfig.cpu_small_meta_efficient, "paper": PlannerConfig.paper,
+            "meta": PlannerConfig.meta}
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -310,7 +311,9 @@ encoder.safetensors (the target encoder, for downstream use).""",
     p.epilog = ("presets: cpu-small: 200 samples, 5 iterations, horizon 2; cpu-small-efficient: 48 samples, 10 "
                 "iterations (6 coarse in bf16 where native, 4 in fp32), elites kept, best returned; paper: 800, 10, "
                 "1; meta: Meta's cem() algorithm and defaults, 100 samples, 100 iterations, horizon 1, gripper "
-                "planned")
+                "planned; cpu-small-meta-efficient: Meta's cem problem at cpu-small sizes (horizon 2, 0.05 m box, "
+                "gripper planned, dead band 0.25) searched with 32 samples x 8 fp32 iterations, elites kept, best "
+                "returned")
     from vjepa_fast.planning.planners import add_planner_arguments
 
     add_planner_arguments(p)

@@ -26,7 +26,8 @@ import torch
 
 __all__ = [
     "AMP_CHOICES", "amp_dtype", "canonical_amp", "check_dtype_name", "DTYPE_CHOICES", "DTYPES", "FALLBACK_ENV",
-    "cpu_fallback_forced", "force_cpu_fallback", "native_bf16", "private_cpu_ops_ok", "resolve_dtype", "dtype_name",
+    "cpu_fallback_forced", "cpu_summary", "force_cpu_fallback", "native_bf16", "private_cpu_ops_ok", "resolve_dtype",
+    "dtype_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,25 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     if dev.type == "cpu":
         return not cpu_fallback_forced() and _cpu_has_native_bf16()
     return False
+
+
+def cpu_summary() -> dict[str, object]:
+    """Which CPU code paths run here (what benchmarks record beside their timings): torch's capability string,
+    AMX, AVX512_BF16, native bf16 (after the fallback switch), whether the fallback is forced, the CPU's name."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "cpu": name or "unknown",
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
+        "avx512_bf16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
+        "native_bf16": native_bf16("cpu"),
+        "cpu_fallback_forced": cpu_fallback_forced(),
+    }
 
 
 def private_cpu_ops_ok(dtype: torch.dtype) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from vjepa_fast.planning.world_model import check_dtype_name
 
-__all__ = ["BOUNDS", "GRIPPER_MODES", "META_CEM_NAMES", "PlannerConfig"]
+__all__ = ["BOUNDS", "GRIPPER_MODES", "META_CEM_NAMES", "PROBLEM_FIELDS", "PlannerConfig"]
 
 BOUNDS = ("box", "ball")
 GRIPPER_MODES = ("hold", "plan")
@@ -26,10 +26,16 @@ META_CEM_NAMES = {
     "momentum_std_gripper": "momentum_std_grip",
 }
 
+# The fields that say which problem a planner solves (the actions it may return, and how a plan becomes the
+# returned actions), as opposed to how it searches: `PlannerConfig.with_problem_of` copies them.
+PROBLEM_FIELDS = ("horizon", "max_norm", "bound", "gripper", "gripper_step", "gripper_range", "gripper_deadband")
+
+
 @dataclass(frozen=True)
 class PlannerConfig:
     """Every option of the CEM planner (SPEC section 6). Presets: `paper()`, `cpu_small()`,
-    `cpu_small_efficient()` (our CEM variant) and `meta()` (Meta's algorithm).
+    `cpu_small_efficient()` (our CEM variant), `meta()` (Meta's algorithm) and `cpu_small_meta_efficient()` (Meta's
+    problem, our search).
 
     The defaults are our CEM variant. It differs from Meta's planner (`meta()`) in four ways: the elites' std
     is the population one (Meta: unbiased), one momentum blends mean and std (Meta: 0.25 / 0.95 for xyz),
@@ -200,6 +206,17 @@ class PlannerConfig:
                       **overrides})
 
     @classmethod
+    def cpu_small_meta_efficient(cls, **overrides: Any) -> PlannerConfig:
+        """Meta's planner's problem at cpu-small sizes (`meta(num_samples=200, topk=10, iterations=5, horizon=2)`:
+        horizon 2, xyz in a 0.05 m box, the gripper planned within +-0.75, returned gripper 0 where |g| < 0.25)
+        searched our way: 8 iterations of 32 samples (256 rollouts, not 1000), top-10, elites kept, the better of
+        mean and best elite returned, our momenta, every iteration in fp32 (so the same plan on every CPU).
+        `benchmarks/bench_planning.py` measures it side by side with Meta's algorithm (RESULTS.md)."""
+        return cls.cpu_small_efficient(**{"num_samples": 32, "iterations": 8, "coarse_iterations": 0,
+                                          "dtype": "float32"}).with_problem_of(
+            cls.meta(num_samples=200, topk=10, iterations=5, horizon=2)).replace(**overrides)
+
+    @classmethod
     def meta(cls, **overrides: Any) -> PlannerConfig:
         """Meta's CEM planner (`notebooks/utils/mpc_utils.cem` of V-JEPA 2) with `cem`'s own defaults: 100
         samples, top-10, 100 iterations, horizon 1, max_norm 0.05 (box); gripper planned; std starting at
@@ -232,3 +249,11 @@ class PlannerConfig:
 
     def replace(self, **changes: Any) -> PlannerConfig:
         return replace(self, **changes)
+
+    def with_problem_of(self, other: PlannerConfig) -> PlannerConfig:
+        """This config's search (schedule, momenta, options) on `other`'s problem: its horizon, action bounds and
+        gripper handling (`PROBLEM_FIELDS`). E.g. `PlannerConfig.cpu_small_efficient().with_problem_of(
+        PlannerConfig.meta(...))` searches the actions Meta's planner may return, no others."""
+        if not isinstance(other, PlannerConfig):
+            raise TypeError(f"other must be a PlannerConfig, got {type(other).__name__}")
+        return self.replace(**{f: getattr(other, f) for f in PROBLEM_FIELDS})

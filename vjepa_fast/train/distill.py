@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topk", type=int, default=8, help="planner elites")
     p.add_argument("--iterations", type=int, default=4, help="planner iterations")
     p.add_argument("--max-step", type=float, default=XYZ_SCALE, help="largest xyz step, m (<= 0.05)")
+    p.add_argument("--gripper-range", action=argparse.BooleanOptionalAction, default=True,
+                   help="the planner scores only gripper changes the hand can make from its state (as sim-eval's "
+                        "task planner does: PlannerConfig.gripper_range)")
     p.add_argument("--problems", type=int, default=512, help="problems labelled by the planner in round 0")
     p.add_argument("--rounds", type=int, default=2, help="DAgger rounds after round 0")
     p.add_argument("--dagger-problems", type=int, default=256, help="fresh problems per DAgger round")
@@ -253,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         opts = parse_planner_options(a.planner_option)
         planner_options(a.planner, **opts)
         cfg = PlannerConfig(num_samples=a.samples, topk=a.topk, iterations=a.iterations, horizon=1,
-                            max_norm=a.max_step, bound="box", gripper="plan", gripper_step=1.0, seed=a.seed)
+                            max_norm=a.max_step, bound="box", gripper="plan", gripper_step=1.0, seed=a.seed,
+                            gripper_range=a.gripper_range)
         m = distill(a.world_model, a.cache, a.out, planner=a.planner, planner_config=cfg, planner_options=opts,
                     problems=a.problems, rounds=a.rounds, dagger_problems=a.dagger_problems,
                     rollout_steps=a.rollout_steps, fit_steps=a.fit_steps, batch_size=a.batch_size, lr=a.lr,
