@@ -18,7 +18,7 @@ from vjepa_fast.planning.planners import (
     mppi_weights,
 )
 
-from test_planning import STATE, PointModel, _latents, _tiny_predictor
+from test_planning import STATE, OpenExploit, PointModel, _latents, _tiny_predictor
 
 
 class DiffPointModel(PointModel):
@@ -86,12 +86,6 @@ def test_every_planner_keeps_the_gripper_in_range_when_asked(name):
     """A model whose error rewards opening an open hand (g < 0 from 0): with gripper_range on, no planner's plan
     opens it (CEM's clip applies to MPPI's and iCEM's samples and to the gradient planners' projection); off,
     the exploit is found (so the check can fail)."""
-
-    class OpenExploit(DiffPointModel):
-        def rollout(self, z0, state, actions):
-            g = state[:, None, 6] + actions[..., 6].sum(2)  # unclamped: the model extrapolates
-            return (g + 0.5).abs()[..., None, None].expand(*g.shape, 1, 3)
-
     model = OpenExploit(quadratic_center=torch.zeros(3))
     state = torch.zeros(1, 7)
     for on in (False, True):

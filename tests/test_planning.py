@@ -134,14 +134,21 @@ def test_clip_gripper_range_keeps_the_gripper_in_zero_one():
     assert bool((path >= 0).all() and (path <= 1).all())
 
 
+class OpenExploit(PointModel):
+    """Energy |g + 0.5| of the gripper g after the actions, unclamped: the model extrapolates, so opening an open
+    hand (g < 0 from 0), a change the hand cannot make, scores best."""
+
+    def rollout(self, z0, state, actions):
+        g = state[:, None, 6] + actions[..., 6].sum(2)
+        return (g + 0.5).abs()[..., None, None].expand(*g.shape, 1, 3)
+
+    def rollout_differentiable(self, z0, state, actions):
+        return self.rollout(z0, state, actions)
+
+
 def test_gripper_range_stops_the_planner_scoring_changes_the_hand_cannot_make():
     """A model whose error rewards opening an open hand (g < 0 from 0): without gripper_range the planner picks
     it; with it the change is clipped to 0, the reachable optimum."""
-
-    class OpenExploit(PointModel):
-        def rollout(self, z0, state, actions):
-            g = state[:, None, 6] + actions[..., 6].sum(2)  # unclamped: the model extrapolates
-            return (g + 0.5).abs()[..., None, None].expand(*g.shape, 1, 3)
 
     model = OpenExploit(quadratic_center=torch.zeros(3))
     state = torch.zeros(1, 7)
