@@ -50,7 +50,6 @@ def kind_of(name: str) -> str:
 
 
 def profile(impl: str, prob) -> tuple[float, dict[str, float], list[tuple[str, float]]]:
-    import torch
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as tprofile
 
