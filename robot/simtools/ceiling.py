@@ -348,17 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"energy-ceiling: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(a.out)
-    try:
-        trials = evaluate(encoders, cfg, out, workers=a.workers)
-    except KeyboardInterrupt:
-        print(f"energy-ceiling: interrupted: finished trials are in {out / 'trials.jsonl'}; run again to resume",
-              file=sys.stderr)
-        return 130
-    files = write_report(trials, list(encoders), cfg, out)
-    print(files["table"].read_text())
-    print(f"energy-ceiling: {files['png']}")
-    return 0
+    from robot.simtools.eval_report import run_and_report
+
+    return run_and_report(evaluate, write_report, encoders, cfg, Path(a.out), prog="energy-ceiling",
+                          workers=a.workers)
 
 
 if __name__ == "__main__":

@@ -134,18 +134,20 @@ def write_task_report(trials: list[TaskTrial], methods: list[str], cfg: TaskEval
     return {"table": out / "sim_eval.md", "json": out / "sim_eval.json", "png": png}
 
 
-def run_and_report(evaluate: Any, report: Any, methods: dict[str, Any], cfg: Any, out: Path) -> int:
-    """sim-eval's last step (reach or a task): run the trials not done yet, write and print the report; 130 on
-    Ctrl-C, the finished trials kept for a resume."""
+def run_and_report(evaluate: Any, report: Any, methods: dict[str, Any], cfg: Any, out: Path, *,
+                   prog: str = "sim-eval", **evaluate_kwargs: Any) -> int:
+    """The last step of sim-eval (reach or a task) and energy-ceiling: run the trials not done yet
+    (`evaluate(methods, cfg, out, **evaluate_kwargs)`), write and print the report; 130 on Ctrl-C, the finished
+    trials kept for a resume. `prog` names the command in what it prints."""
     import sys
 
     try:
-        trials = evaluate(methods, cfg, out)
+        trials = evaluate(methods, cfg, out, **evaluate_kwargs)
     except KeyboardInterrupt:
-        print(f"sim-eval: interrupted: finished trials are in {out / 'trials.jsonl'}; run again to resume",
+        print(f"{prog}: interrupted: finished trials are in {out / 'trials.jsonl'}; run again to resume",
               file=sys.stderr)
         return 130
     files = report(trials, list(methods), cfg, out)
     print(files["table"].read_text())
-    print(f"sim-eval: {files['png']}")
+    print(f"{prog}: {files['png']}")
     return 0
