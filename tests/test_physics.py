@@ -200,6 +200,32 @@ def test_generate_physics_tiny_run_is_readable_and_resumable(tmp_path: Path):
     assert main(["--out", str(tmp_path / "x"), "--episodes", "1", "--seed", "-1"]) == 2
 
 
+def test_regrasp_episodes_close_and_open_the_hand_at_the_cube_and_lift_it(tmp_path: Path):
+    """The regrasp kind is grasp practice: several gripper changes with the fingers at the cube, and lifts that
+    carry it (the cube's recorded height rises with the hand while the gripper holds it)."""
+    from robot.simtools.generate_physics import KINDS, PhysicsGenConfig, generate_physics, regrasp_plan
+    from robot.simtools.tasks import GRASP_Z
+    from vjepa_fast.data.episode_format import read_episode
+
+    plan = regrasp_plan(np.array([0.55, 0.0, 0.045]), np.random.default_rng(0), noise=0.0, cycles=2)
+    grips = [g for _, g, _ in plan]
+    changes = [k for k in range(1, len(plan)) if grips[k] != grips[k - 1]]
+    assert len(changes) >= 4  # close, open, close, open, close
+    assert all(abs(plan[k][0][2] - GRASP_Z) < 1e-9 for k in changes)  # every change at grasp height
+    with pytest.raises(ValueError, match="regrasp"):
+        PhysicsGenConfig(mix=(0.0,) * len(KINDS))
+    assert PhysicsGenConfig(mix=(1.0, 0.0, 0.0, 0.0)).mix == (1.0, 0.0, 0.0, 0.0, 0.0)  # 4 weights: regrasp 0
+    cfg = PhysicsGenConfig(episodes=1, steps=14, seed=2, size=64, mix=(0.0, 0.0, 0.0, 0.0, 1.0), epsilon=0.0,
+                           noise=0.0)
+    (path,) = generate_physics(tmp_path / "eps", cfg, workers=1, progress=False)
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["extra"]["kind"] == "regrasp"
+    grip = read_episode(path).states[:, 6].numpy()
+    assert int((np.abs(np.diff(grip)) > 0.2).sum()) >= 3
+    cube_z = np.array(meta["extra"]["objects_xyz"]["red_cube"])[:, 2]
+    assert cube_z.max() - cube_z[0] >= 0.02  # lifted with the hand at least once
+
+
 def test_sim_eval_task_runs_the_oracle_and_random_actions(tmp_path: Path, capsys):
     from vjepa_fast.cli import main
 

@@ -7,13 +7,16 @@ free, the hand planned, frames from the camera process's renderer.
 Each episode draws a layout (key (seed, index); robot/simtools/tasks.py draws evaluation layouts from another stream), puts the hand
 open at a random start near READY (unrecorded), then records `steps` actions, a frame + 7-D state after each
 (steps + 1 frames; the gripper as DROID's, 0 open .. 1 closed, read from the fingers). What the actions are
-(`--mix`, default 0.3/0.2/0.3/0.2):
+(`--mix`, weights of grasp/push/pick_place/explore/regrasp, default 0.3/0.2/0.3/0.2/0):
   grasp       the scripted oracle's grasp + lift of the red cube with noise (grasp point jittered by ~N(0, 1 cm),
               so some grasps fail and the cube slips or is knocked);
   push        a scripted push of the cube 6-12 cm along a random direction (pre-push point jittered);
   pick_place  grasp, carry 10-20 cm, lower, release (both points jittered);
   explore     random moves near the objects: toward a random point around the cube (+-8 cm, up to 15 cm above it),
-              +-3 cm of noise, the hand toggled with probability 0.15 per step.
+              +-3 cm of noise, the hand toggled with probability 0.15 per step;
+  regrasp     grasp practice: down around the cube, close, then 2-3 cycles of lift 3-10 cm, set down 0-3 cm off,
+              open, and close again in place or after rising 2-6 cm (many close / open moments with the fingers
+              at the cube, lifts with and without it: what the closed loop's grasp decision turns on).
 In every kind each step is replaced by a random one with probability `--epsilon` (0.15), and once the script
 is done the episode goes on exploring. Moves are at most `max_delta` (5 cm) per axis; a hand move is its own
 step. The action written is the commanded change (dxyz, 0, 0, 0, dgrip); train-ac derives its actions from the
@@ -43,7 +46,7 @@ from robot.sim import check_camera
 from robot.simtools.tasks import CUBE, READY, REGION, scripted_plan, split_move
 
 _LOG = logging.getLogger("generate_physics")
-KINDS = ("grasp", "push", "pick_place", "explore")
+KINDS = ("grasp", "push", "pick_place", "explore", "regrasp")
 MANIP_CAMERA = "table_right"
 
 
@@ -53,7 +56,8 @@ class PhysicsGenConfig:
 
     episodes: int = 2500  # episodes to write
     steps: int = 20  # actions per episode (frames = steps + 1)
-    mix: tuple[float, float, float, float] = (0.3, 0.2, 0.3, 0.2)  # weights of the episode kinds: grasp, push, pick_place, explore
+    # weights of the episode kinds: grasp, push, pick_place, explore, regrasp (4 weights: regrasp 0)
+    mix: tuple[float, ...] = (0.3, 0.2, 0.3, 0.2, 0.0)
     epsilon: float = 0.15  # probability that a step is random instead of scripted
     noise: float = 0.01  # m: std of the jitter on scripted grasp / push / place points
     max_delta: float = 0.05  # largest move per axis per step, m
@@ -66,8 +70,11 @@ class PhysicsGenConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.steps < 1:
             raise ValueError(f"episodes and steps must be >= 1, got {self.episodes}, {self.steps}")
+        if len(self.mix) == len(KINDS) - 1:  # written before regrasp existed
+            object.__setattr__(self, "mix", (*self.mix, 0.0))
         if len(self.mix) != len(KINDS) or min(self.mix) < 0 or sum(self.mix) <= 0:
-            raise ValueError(f"mix must be {len(KINDS)} weights >= 0 ({', '.join(KINDS)}), got {self.mix}")
+            raise ValueError(f"mix must be {len(KINDS)} weights >= 0 ({', '.join(KINDS)}; 4: regrasp 0), "
+                             f"got {self.mix}")
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
         if not 0 <= self.noise <= 0.05:
@@ -91,6 +98,30 @@ def _explore_step(arm: Any, rng: np.random.Generator, aim: np.ndarray, max_delta
 def _aim(arm: Any, rng: np.random.Generator) -> np.ndarray:
     cube = arm.object_xyz(CUBE)
     return cube + np.array([rng.uniform(-0.08, 0.08), rng.uniform(-0.08, 0.08), rng.uniform(0.0, 0.15)])
+
+
+def regrasp_plan(cube: np.ndarray, rng: np.random.Generator, noise: float,
+                 cycles: int | None = None) -> list[tuple[np.ndarray, float, str]]:
+    """Waypoints [(xyz, grip, phase)] of a `regrasp` episode: the hand down around the cube (grasp point jittered
+    by `noise`), closed, then `cycles` (2-3) of: lift 3-10 cm, set down 0-3 cm off, open, and close again,
+    either in place or after rising 2-6 cm and coming back down."""
+    from robot.simtools.tasks import GRASP_Z, LIFT_Z
+
+    g = np.array([cube[0], cube[1], GRASP_Z]) + (rng.normal(0.0, noise, 3) * np.array([1.0, 1.0, 0.5]) if noise > 0
+                                                  else 0.0)
+    plan = [(np.array([g[0], g[1], LIFT_Z]), 0.0, "above"), (g, 0.0, "down"), (g, 1.0, "grasp")]
+    for _ in range(int(rng.integers(2, 4)) if cycles is None else cycles):
+        plan.append((g + np.array([0.0, 0.0, rng.uniform(0.03, 0.10)]), 1.0, "lifted"))
+        ang = rng.uniform(-np.pi, np.pi)
+        off = rng.uniform(0.0, 0.03) * np.array([np.cos(ang), np.sin(ang)])
+        g = np.array([np.clip(g[0] + off[0], REGION[0][0], REGION[0][1]),
+                      np.clip(g[1] + off[1], REGION[1][0], REGION[1][1]), g[2]])
+        plan += [(g, 1.0, "set_down"), (g, 0.0, "released")]
+        if rng.random() < 0.5:
+            plan.append((g + np.array([0.0, 0.0, rng.uniform(0.02, 0.06)]), 0.0, "risen"))
+            plan.append((g, 0.0, "down"))
+        plan.append((g, 1.0, "grasp"))
+    return plan
 
 
 def _scripted_steps(plan: list[tuple[np.ndarray, float, str]], arm: Any, max_delta: float):
@@ -120,8 +151,12 @@ def physics_episode(arm: Any, cfg: PhysicsGenConfig, index: int, path: Path, tmp
         ang = rng.uniform(-np.pi, np.pi)
         target = tuple(np.clip(cube[:2] + dist * np.array([np.cos(ang), np.sin(ang)]),
                                [REGION[0][0], REGION[1][0]], [REGION[0][1], REGION[1][1]]))
-    script = None if kind == "explore" else _scripted_steps(
-        scripted_plan(kind, cube, target, rng, cfg.noise), arm, cfg.max_delta)
+    if kind == "explore":
+        script = None
+    else:
+        plan = regrasp_plan(cube, rng, cfg.noise) if kind == "regrasp" else scripted_plan(kind, cube, target, rng,
+                                                                                           cfg.noise)
+        script = _scripted_steps(plan, arm, cfg.max_delta)
     if tmp.exists():
         shutil.rmtree(tmp)
     extra = {"source": "robot/simtools/generate_physics.py", "seed": cfg.seed, "index": index, "kind": kind,
