@@ -244,6 +244,27 @@ def test_sim_eval_task_runs_the_oracle_and_random_actions(tmp_path: Path, capsys
     assert "seed must be >= 0, got -1" in capsys.readouterr().err
 
 
+def test_task_trial_closes_the_hand_past_the_grip_threshold_only():
+    """A planned gripper change of +0.375 (what the data record for closing on the cube: the fingers stop at it)
+    closes the hand under a threshold of 0.25 and leaves it open under 0.5; a bad threshold is refused."""
+    from robot.simtools.physics import PhysicsArm
+    from robot.simtools.task_eval import TaskEvalConfig, run_trial
+    from robot.simtools.tasks import draw_task
+
+    class Close:
+        def act(self, z_obs, state, z_goal):
+            return np.r_[np.zeros(6), 0.375]
+
+    inst = draw_task("grasp", 0)
+    with PhysicsArm("table_right", 64) as arm, PhysicsArm("table_right", 64) as goal_arm:
+        for threshold, closed in ((0.25, True), (0.5, False)):
+            cfg = TaskEvalConfig(task="grasp", max_steps=1, grip_threshold=threshold)
+            run_trial(arm, goal_arm, inst, "close", lambda arm, inst: Close(), None, cfg)
+            assert arm.grip_command == (1.0 if closed else 0.0)
+    with pytest.raises(ValueError, match="grip_threshold"):
+        TaskEvalConfig(grip_threshold=1.0)
+
+
 def test_subgoal_schedule_budgets_and_plateau():
     from vjepa_fast.planning import SubgoalSchedule
 

@@ -14,7 +14,7 @@ Per trial: layout i is `robot.simtools.tasks.draw_task(task, seed + i)` (the eva
 layout, whatever the seed); the sub-goal images come from the scripted oracle on a private copy of the scene (robot/simtools/tasks.py);
 the arm starts at rest at READY with the hand open; then up to `max_steps` actions. Each step: frame -> the
 method's action (dxyz in the 5 cm ball, gripper delta) -> the safety clamp (workspace, step bound) -> the hand
-closes when the planned gripper change is > +0.1, opens when < -0.1, else stays -> the arm moves and comes to
+closes when the planned gripper change is > +grip_threshold, opens when < -grip_threshold, else stays -> the arm moves and comes to
 rest. The trial stops early once the task's success condition holds (robot/simtools/tasks.py `success`).
 
 Sub-goal switching (methods with a goal image): the current sub-goal advances after `subgoal_steps[k]` steps on
@@ -83,6 +83,7 @@ class TaskEvalConfig:
     planner_options: tuple[tuple[str, int | float], ...] = ()  # the planner's own options (MPPIOptions, ...)
     init_policy: str = ""  # a policy file (vjepa-fast distill or train-bc) whose action is the planner's initial mean each step (instead of the previous plan shifted)
     gripper_range: bool = True  # score only gripper changes the hand can make from its state (PlannerConfig.gripper_range)
+    grip_threshold: float = GRIP_THRESHOLD  # a planned gripper change past +-this closes / opens the hand
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -90,6 +91,8 @@ class TaskEvalConfig:
             raise ValueError(f"goals must be >= 1, got {self.goals}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not 0.0 < self.grip_threshold < 1.0:
+            raise ValueError(f"grip_threshold must be in (0, 1), got {self.grip_threshold}")
         if self.max_steps < 0 or any(s < 1 for s in self.subgoal_steps):
             raise ValueError("max_steps must be >= 0 and every subgoal step budget >= 1")
         if self.init_policy and not Path(self.init_policy).is_file():
@@ -252,9 +255,9 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
         plan_s.append(time.perf_counter() - t0)
         target, _ = arm.target_for(np.r_[action[:3], 0.0, 0.0, 0.0, 0.0])
         grip = arm.grip_command
-        if action[6] > GRIP_THRESHOLD:
+        if action[6] > cfg.grip_threshold:
             grip = 1.0
-        elif action[6] < -GRIP_THRESHOLD:
+        elif action[6] < -cfg.grip_threshold:
             grip = 0.0
         arm.move_to(target, grip)
         frames.append(arm.render())
