@@ -105,11 +105,8 @@ def regrasp_plan(cube: np.ndarray, rng: np.random.Generator, noise: float,
     """Waypoints [(xyz, grip, phase)] of a `regrasp` episode: the hand down around the cube (grasp point jittered
     by `noise`), closed, then `cycles` (2-3) of: lift 3-10 cm, set down 0-3 cm off, open, and close again,
     either in place or after rising 2-6 cm and coming back down."""
-    from robot.simtools.tasks import GRASP_Z, LIFT_Z
-
-    g = np.array([cube[0], cube[1], GRASP_Z]) + (rng.normal(0.0, noise, 3) * np.array([1.0, 1.0, 0.5]) if noise > 0
-                                                  else 0.0)
-    plan = [(np.array([g[0], g[1], LIFT_Z]), 0.0, "above"), (g, 0.0, "down"), (g, 1.0, "grasp")]
+    plan = scripted_plan("grasp", cube, None, rng, noise)[:3]  # the oracle's above, down (jittered), grasp
+    g = plan[-1][0]
     for _ in range(int(rng.integers(2, 4)) if cycles is None else cycles):
         plan.append((g + np.array([0.0, 0.0, rng.uniform(0.03, 0.10)]), 1.0, "lifted"))
         ang = rng.uniform(-np.pi, np.pi)
