@@ -38,14 +38,16 @@ OBJECTS = (("red_cube", "0.55 -0.12 0.045", "0.025 0.025 0.025", "0.85 0.15 0.15
 
 @dataclass(frozen=True)
 class CameraPreset:
-    """A fixed exterior camera of the scene: MuJoCo `pos` and `xyaxes` (image right and image up, in the robot
-    base frame; the camera looks along -(x cross y)), vertical field of view in degrees."""
+    """A camera of the scene: MuJoCo `pos` and `xyaxes` (image right and image up; the camera looks along
+    -(x cross y)) in the robot base frame, or in the frame of `body` (a camera that moves with it, e.g. the
+    wrist camera on the hand), and the vertical field of view in degrees."""
 
     name: str
     pos: tuple[float, float, float]
     xyaxes: tuple[float, float, float, float, float, float]
     fovy: float
     description: str
+    body: str = ""  # "" : fixed in the world; else the body it is mounted on
 
     @classmethod
     def look_at(cls, name: str, pos: tuple[float, float, float], target: tuple[float, float, float], fovy: float,
@@ -94,6 +96,12 @@ CAMERAS: dict[str, CameraPreset] = {c.name: c for c in (
     CameraPreset.look_at("table_right", (1.0, -0.42, 0.54), (0.54, 0.0, 0.13), 46.0,
                          "front-right, 35 deg down onto the table (0.7 m): the manipulation region, objects and "
                          "hand large; the arm's upper links out of view"),
+    # DROID's third camera: on the wrist, beside the hand, looking past the fingertips (the fingers open across
+    # the image), so the fingers and what lies between them fill the view. In the hand frame: 7 cm out along x,
+    # aimed at the hand axis 6 cm beyond the fingertips.
+    CameraPreset("wrist", (0.07, 0.0, 0.0), (0.0, 1.0, 0.0, 0.9162, 0.0, 0.4008), 75.0,
+                 "on the hand, beside it, looking past the fingertips: both fingers and the object between them "
+                 "large; moves with the hand", body="robot0_hand"),
 )}
 # The camera collection (robot/collect.py, robot/simtools/generate.py), goal rendering and MPC (robot/run_mpc.py) use
 # unless told otherwise (`--sim-camera NAME`).
@@ -155,8 +163,11 @@ def build_scene(sim: Any, objects: dict[str, Any] | None = None) -> None:
         body = ET.SubElement(wb, "body", attrib)
         ET.SubElement(body, "freejoint", name=f"{name}_joint")
         ET.SubElement(body, "geom", type="box", size=size, rgba=rgba, mass="0.05", friction="1 0.01 0.001")
+    bodies = {b.get("name"): b for b in sim.scene.iter("body")}
     for cam in CAMERAS.values():
-        ET.SubElement(wb, "camera", cam.xml_attrib())
+        if cam.body and cam.body not in bodies:
+            raise ValueError(f"camera {cam.name!r} is mounted on body {cam.body!r}, which the scene lacks")
+        ET.SubElement(bodies[cam.body] if cam.body else wb, "camera", cam.xml_attrib())
 
 
 def new_simulator(objects: dict[str, Any] | None = None) -> Any:

@@ -162,6 +162,7 @@ class PhysicsArm:
         self.model, self.data = self.sim.model, self.sim.data
         self.renderer = SceneRenderer.from_string(xml, size, camera) if render else None
         self.camera, self.size = camera, size
+        self._xml, self._views = xml, {camera: self.renderer}  # render(camera=...) adds a renderer per camera
         self._arm_q = np.array(self.robot._qpos_addrs)
         self._arm_v = np.array(self.robot._dof_addrs)
         self._finger_q = np.array(self.robot._finger_qpos_addrs)
@@ -293,11 +294,19 @@ class PhysicsArm:
         self.commanded, self.grip_command, self.q_d = snap["commanded"].copy(), snap["grip"], snap["q_d"].copy()
         self.robot.set_hand_goal(*snap["hand"])
 
-    def render(self) -> np.ndarray:
-        """The camera's frame of the scene now: uint8 [size, size, 3] RGB."""
+    def render(self, camera: str | None = None) -> np.ndarray:
+        """The camera's frame of the scene now: uint8 [size, size, 3] RGB. camera: another of the scene's cameras
+        (robot/sim.py CAMERAS) at the same size, for multi-view planning (a renderer is made on first use)."""
         if self.renderer is None:
             raise RuntimeError("PhysicsArm(render=False) has no renderer")
-        return self.renderer.render(self.data.qpos)
+        if camera is None or camera == self.camera:
+            return self.renderer.render(self.data.qpos)
+        if camera not in self._views:
+            from robot.camera import SceneRenderer
+
+            check_camera(camera)
+            self._views[camera] = SceneRenderer.from_string(self._xml, self.size, camera)
+        return self._views[camera].render(self.data.qpos)
 
     # -------------------------------------------------------------------------------------------- motion
 
@@ -405,9 +414,9 @@ class PhysicsArm:
                 last = now
 
     def close(self) -> None:
-        if self.renderer is not None:
-            self.renderer.close()
-            self.renderer = None
+        for r in {id(r): r for r in self._views.values() if r is not None}.values():
+            r.close()
+        self.renderer, self._views = None, {}
         try:
             self.sim.cleanup()
         except Exception:  # noqa: BLE001 - best effort: the simulator may already be gone

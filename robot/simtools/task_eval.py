@@ -22,7 +22,9 @@ it (the step budget), or earlier when the observed frame's latent distance to it
 the best so far for 2 steps in a row (a plateau), never past the last one.
 
 Methods (`--method NAME[=SPEC]`): `NAME=FILE.safetensors` a world model (encoder + AC predictor) planned on with
-latent CEM over xyz + gripper (7-D actions, rotation held); `random-model` the first model's architecture with
+latent CEM over xyz + gripper (7-D actions, rotation held); `NAME=FILE1+FILE2` one world model per camera (each
+file records its camera, e.g. table_right and the hand's wrist camera), planned on as one model whose energy
+sums the views (vjepa_fast.planning.multiview; `--view-weights` weighs them per sub-goal); `random-model` the first model's architecture with
 random weights; `random-actions` a uniform step in the box and a random gripper change; `oracle` the scripted
 plan on the true state (robot/simtools/tasks.py); `NAME=bc:FILE` a goal-image-conditioned behaviour-cloning policy
 (vjepa_fast.train.bc, `vjepa-fast train-bc`), one forward per step.
@@ -84,6 +86,7 @@ class TaskEvalConfig:
     init_policy: str = ""  # a policy file (vjepa-fast distill or train-bc) whose action is the planner's initial mean each step (instead of the previous plan shifted)
     gripper_range: bool = True  # score only gripper changes the hand can make from its state (PlannerConfig.gripper_range)
     grip_threshold: float = GRIP_THRESHOLD  # a planned gripper change past +-this closes / opens the hand
+    view_weights: str = ""  # multi-view models (FILE1+FILE2): per sub-goal, the views' energy weights, e.g. "1,0;1,1" (sub-goal 1: the first view only; then both; the last group holds for later sub-goals); "": all 1
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -97,9 +100,24 @@ class TaskEvalConfig:
             raise ValueError("max_steps must be >= 0 and every subgoal step budget >= 1")
         if self.init_policy and not Path(self.init_policy).is_file():
             raise ValueError(f"init_policy {self.init_policy}: no such file (vjepa-fast distill or train-bc writes one)")
+        self.weights_per_subgoal()  # a malformed view_weights fails here
         if self.subgoal_steps and len(self.subgoal_steps) != len(SUBGOAL_PHASES[self.task]):
             raise ValueError(f"{self.task} has {len(SUBGOAL_PHASES[self.task])} sub-goals "
                              f"({', '.join(SUBGOAL_PHASES[self.task])}), got {len(self.subgoal_steps)} budgets")
+
+    def weights_per_subgoal(self) -> list[list[float]]:
+        """view_weights parsed: [[weight per view] per sub-goal] ([] when unset)."""
+        if not self.view_weights.strip():
+            return []
+        try:
+            groups = [[float(x) for x in g.split(",")] for g in self.view_weights.split(";")]
+        except ValueError:
+            groups = []
+        if (not groups or len({len(g) for g in groups}) != 1 or any(x < 0 for g in groups for x in g)
+                or not all(any(g) for g in groups)):
+            raise ValueError(f"view_weights {self.view_weights!r}: expected groups of per-view weights >= 0 (not all "
+                             "0), one group per sub-goal separated by ';', e.g. '1,0;1,1'")
+        return groups
 
     @property
     def steps(self) -> int:
@@ -189,21 +207,52 @@ class OraclePolicy:
         return np.r_[np.asarray(xyz) - self.arm.commanded, 0.0, 0.0, 0.0, dg]
 
 
+def model_files(spec: str) -> list[str]:
+    """The world-model files of a method spec: one file, or several joined by '+' (one per camera)."""
+    return spec.split("+") if spec else []
+
+
 def load_model(spec: str, random_like: str | None = None) -> Any:
+    """A WorldModel from one file, or a MultiViewModel from FILE1+FILE2+... (each file's recorded camera is its
+    view). random_like: the same architecture(s) with random weights."""
     from robot.simtools.sim_eval import load_world_model
 
-    return load_world_model(spec, random_like=random_like)
+    files = model_files(random_like or spec)
+    if len(files) == 1:
+        return load_world_model(spec, random_like=random_like)
+    from robot.sim import model_camera
+    from vjepa_fast.planning.multiview import MultiViewModel
+
+    cams = [model_camera(f) for f in files]
+    if None in cams:
+        raise ValueError(f"multi-view spec {random_like or spec!r}: {files[cams.index(None)]} records no camera "
+                         "(vjepa-fast train-ac exports it from the episodes)")
+    views = [load_world_model("" if random_like else f, random_like=f if random_like else None) for f in files]
+    return MultiViewModel(views, cameras=cams)
+
+
+def render_views(arm: Any, wm: Any) -> list[np.ndarray] | list[list[np.ndarray]]:
+    """The observation a world model encodes now: [frame] of the arm's camera, or one [frame] per view."""
+    cams = getattr(wm, "cameras", None)
+    return [[arm.render(c)] for c in cams] if cams else [arm.render()]
+
+
+def encode(wm: Any, images: list) -> Any:
+    """Latents [B, N, D] of images (one list per view for a MultiViewModel)."""
+    return wm.encode_views(images) if getattr(wm, "cameras", None) else wm.encode_image_files(images)
 
 
 def parse_methods(items: list[str]) -> dict[str, str | None]:
     methods: dict[str, str | None] = {}
     for item in items:
         name, _, spec = item.partition("=")
-        path = spec[3:] if spec.startswith("bc:") else spec
+        paths = [spec[3:]] if spec.startswith("bc:") else model_files(spec)
         if not name:
-            raise ValueError(f"--method {item!r}: expected NAME=FILE.safetensors, NAME=bc:FILE or one of {BASELINES}")
-        if spec and not Path(path).is_file():
-            raise ValueError(f"--method {item!r}: file {path} does not exist")
+            raise ValueError(f"--method {item!r}: expected NAME=FILE.safetensors, NAME=FILE1+FILE2 (one world model "
+                             f"per camera), NAME=bc:FILE or one of {BASELINES}")
+        for path in paths:
+            if not Path(path).is_file():
+                raise ValueError(f"--method {item!r}: file {path} does not exist")
         if not spec and name not in BASELINES:
             raise ValueError(f"--method {item!r}: a model method needs a file (NAME=FILE.safetensors or "
                              f"NAME=bc:FILE); baselines are {BASELINES}")
@@ -223,32 +272,50 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
 
     from robot.simtools.tasks import go_ready, goal_frames, success
 
-    key = (inst.task, inst.seed)
+    cams = tuple(getattr(wm, "cameras", None) or ())
+    key = (inst.task, inst.seed, cams)
     if goal_cache is not None and key in goal_cache:
         goals, oracle = goal_cache[key]
     else:
-        goals, oracle = goal_frames(inst, goal_arm)
+        goals, oracle = goal_frames(inst, goal_arm, cams)
         if goal_cache is not None:
             goal_cache[key] = (goals, oracle)
     arm.reset(inst.layout)
     go_ready(arm)
     policy = policy_factory(arm, inst)
-    z_goals = wm.encode_image_files(goals) if wm is not None else None
+    z_goals = None if wm is None else encode(wm, [oracle["views"][c] for c in cams] if cams else goals)
     from vjepa_fast.planning import SubgoalSchedule
 
     switch = SubgoalSchedule(cfg.budgets)
+    weights = cfg.weights_per_subgoal() if cams else []
+    if weights and len(weights[0]) != len(cams):
+        raise ValueError(f"view_weights {cfg.view_weights!r} has {len(weights[0])} weights per sub-goal, the model "
+                         f"{len(cams)} views ({', '.join(cams)})")
+
+    def distance(k: int) -> float:
+        """Latent L1 distance to sub-goal k, each view weighted as sub-goal k plans (the plateau rule's)."""
+        diff = (z_obs - z_goals[k : k + 1]).abs()
+        if weights:
+            wm.set_weights(weights[min(k, len(weights) - 1)])
+            diff = wm.weigh(diff)
+        return float(diff.mean())
+
     frames, plan_s, sub_at, dists = [arm.render()], [], [], []
     ok = False
     for _ in range(cfg.steps):
         frame, state = frames[-1], arm.state()
         z_obs = z_goal = None
+        views = render_views(arm, wm) if cams else [frame]  # the cameras' frames (not planning time)
         t0 = time.perf_counter()  # planning time per step: the frame's encoding included
         if wm is not None:
             with torch.inference_mode():
-                z_obs = wm.encode_image_files([frame])
-                d = [float((z_obs - z_goals[k : k + 1]).abs().mean()) for k in range(len(goals))]
+                z_obs = encode(wm, views)
+                d = [distance(k) for k in range(len(goals))]
             k = switch.update(d[switch.index])
             z_goal = z_goals[k : k + 1]
+            if weights:
+                wm.set_weights(weights[min(k, len(weights) - 1)])
+                z_goal = wm.weigh(z_goal)
             dists.append(d[k])
             sub_at.append(k)
         action = np.asarray(policy.act(z_obs, state, z_goal), dtype=np.float64)
@@ -380,8 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sim-eval --task", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", action="append", default=[], metavar="NAME[=SPEC]",
-                   help="NAME=FILE.safetensors (world model), NAME=bc:FILE (BC policy), or one of "
-                        f"{', '.join(BASELINES)}; repeat for several")
+                   help="NAME=FILE.safetensors (world model), NAME=FILE1+FILE2 (one world model per camera), "
+                        f"NAME=bc:FILE (BC policy), or one of {', '.join(BASELINES)}; repeat for several")
     p.add_argument("--out", default="", help="output folder (default runs/sim_eval_TASK; resumes its trials)")
     p.add_argument("-v", "--verbose", action="store_true")
     add_eval_arguments(p, TaskEvalConfig, [Flag("--sim-camera", "camera"),

@@ -160,20 +160,25 @@ def go_ready(arm: PhysicsArm, ready: np.ndarray = READY) -> None:
     arm.teleport(ready)
 
 
-def goal_frames(inst: TaskInstance, arm: PhysicsArm) -> tuple[list[np.ndarray], dict[str, Any]]:
+def goal_frames(inst: TaskInstance, arm: PhysicsArm, cameras: tuple[str, ...] = ()
+                ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Sub-goal frames [uint8 [S, S, 3]] of the task (SUBGOAL_PHASES), rendered by running the scripted oracle
     from the instance's layout on `arm` (a private scene; it is reset). Also returns what the oracle reached:
-    {"success": bool, "states": [7-D state per sub-goal]}."""
+    {"success": bool, "states": [7-D state per sub-goal], "views": {camera: [frames]} for each of `cameras`
+    (multi-view planning; the arm's own camera's are `frames`)}."""
     arm.reset(inst.layout)
     go_ready(arm)
     snaps = run_script(arm, scripted_plan(inst.task, arm.object_xyz(CUBE), inst.target))
     ok, _ = success(inst, arm)
     frames, states = [], []
+    views: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     for phase in SUBGOAL_PHASES[inst.task]:
         arm.restore(snaps[phase])
         frames.append(arm.render())
         states.append(arm.state())
-    return frames, {"success": ok, "states": states}
+        for c in cameras:
+            views[c].append(arm.render(c))
+    return frames, {"success": ok, "states": states, "views": views}
 
 
 def success(inst: TaskInstance, arm: PhysicsArm) -> tuple[bool, dict[str, float]]:
