@@ -3,6 +3,7 @@
 
 On unseen grasp layouts, for two legs of the grasp:
   above  from the start pose (READY, 10-20 cm away) toward the "above" sub-goal (hand 10 cm over the cube);
+  half   from halfway between READY and "above" toward "above" (what an intermediate sub-goal would leave);
   down   from 5 cm off "above" toward the "down" sub-goal (the open hand around the cube),
 the hand is really moved 4 cm in each of 26 directions (the cube's faces, edges and corners) and each frame is
 encoded; the direction whose frame is closest (L1) to the sub-goal image is the one a perfect predictor would
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     dirs = np.array([d for d in itertools.product([-1, 0, 1], repeat=3) if any(d)], dtype=np.float64)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     cols = cams + [f"sum_w{w:g}" for w in weights]
-    out: dict[str, dict[str, list[float]]] = {leg: {c: [] for c in cols} for leg in ("above", "down")}
+    out: dict[str, dict[str, list[float]]] = {leg: {c: [] for c in cols} for leg in ("above", "half", "down")}
     with torch.inference_mode():
         for i in range(a.layouts):
             inst = draw_task("grasp", a.seed + i)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             arm.reset(inst.layout)
             cube = arm.object_xyz(CUBE)
             above = np.array([cube[0], cube[1], LIFT_Z])
-            legs = (("above", 0, READY.copy(), above),
+            legs = (("above", 0, READY.copy(), above), ("half", 0, (READY + above) / 2, above),
                     ("down", 1, above + np.array([0.04, -0.03, 0.0]), np.array([cube[0], cube[1], GRASP_Z])))
             for leg, g, start, goal in legs:
                 arm.reset(inst.layout)

@@ -130,9 +130,13 @@ def test_sim_eval_plans_on_two_views(tmp_path: Path):
     wm = load_model(spec)
     assert isinstance(wm, MultiViewModel) and wm.cameras == ["table_right", "front_left_low"]
     assert isinstance(load_model("", random_like=spec), MultiViewModel)
-    cfg = TaskEvalConfig(task="grasp", goals=1, max_steps=2, samples=8, topk=2, iterations=1, view_weights="1,0;1,1")
+    cfg = TaskEvalConfig(task="grasp", goals=1, max_steps=2, samples=8, topk=2, iterations=1, approach_legs=2,
+                         view_weights="1,0;1,0;1,1")
     trials = evaluate(parse_methods([f"two={spec}"]), cfg, tmp_path / "ev", progress=False)
     assert len(trials) == 1 and trials[0].steps == 2 and len(trials[0].latent_distance) == 2
+    # the hand's closest approach to each sub-goal's oracle pose: measured for the first (approach_1), 5 sub-goals
+    err = trials[0].subgoal_hand_error
+    assert len(err) == 5 and err[0] is not None and 0.0 <= err[0] < 0.3 and err[2:] == [None] * 3, err
     three = TaskEvalConfig(task="grasp", goals=1, max_steps=1, view_weights="1,0,1")
     with pytest.raises(ValueError, match="3 weights per sub-goal, the model 2 views"):
         evaluate(parse_methods([f"two={spec}"]), three, tmp_path / "ev3", progress=False)

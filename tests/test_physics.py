@@ -84,6 +84,34 @@ def test_scripted_oracle_solves_the_task_and_untouched_scenes_fail(arm, task):
     assert not np.array_equal(frames[0], frames[-1])
 
 
+def test_approach_legs_add_intermediate_subgoals_on_the_way_to_the_first(arm):
+    """approach_legs=3 adds two sub-goal images before "above": the hand a third and two thirds of the way from
+    READY, the cube where it started; the other sub-goals are the same frames as without them."""
+    from robot.simtools.task_eval import TaskEvalConfig
+    from robot.simtools.tasks import READY, subgoal_phases
+
+    inst = draw_task("grasp", 2)
+    base, base_oracle = goal_frames(inst, arm)
+    frames, oracle = goal_frames(inst, arm, (), approach_legs=3)
+    assert subgoal_phases("grasp", 3) == ("approach_1", "approach_2") + SUBGOAL_PHASES["grasp"]
+    assert len(frames) == len(base) + 2 == len(oracle["states"])
+    for a, b in zip(frames[2:], base):
+        assert np.abs(a.astype(int) - b).mean() < 1.0  # the same poses (physics settles to within a pixel)
+    above = np.asarray(base_oracle["states"][0][:3])
+    for k in (1, 2):
+        hand = np.asarray(oracle["states"][k - 1][:3])
+        want = READY + (above - READY) * (k / 3)
+        assert np.linalg.norm(hand - want) < 0.01, (k, hand, want)
+    arm.reset(inst.layout)
+    cfg = TaskEvalConfig(task="grasp", approach_legs=3)
+    assert cfg.phases == subgoal_phases("grasp", 3) and len(cfg.budgets) == 6
+    assert cfg.steps == TaskEvalConfig(task="grasp").steps + 6 == sum(cfg.budgets)
+    with pytest.raises(ValueError, match="approach_legs must be >= 1, got 0"):
+        TaskEvalConfig(task="grasp", approach_legs=0)
+    with pytest.raises(ValueError, match="grasp has 5 sub-goals .approach_1, above"):
+        TaskEvalConfig(task="grasp", approach_legs=2, subgoal_steps=(4, 4, 2, 4))
+
+
 def test_grasp_needs_a_hold_and_5_cm(arm):
     """A cube lifted 3 cm is not a grasp; one lifted 10 cm and held is; the same cube let go is not."""
     inst = draw_task("grasp", 1)

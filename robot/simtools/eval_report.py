@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robot.simtools.tasks import SUBGOAL_PHASES
 
 if TYPE_CHECKING:
     from robot.simtools.sim_eval import EvalConfig, Trial
@@ -110,7 +109,7 @@ def write_task_report(trials: list[TaskTrial], methods: list[str], cfg: TaskEval
 
     rows = summarise_tasks(trials, methods)
     lines = [f"task {cfg.task}: {cfg.goals} unseen layouts (seeds {cfg.seed}..{cfg.seed + cfg.goals - 1}), "
-             f"<= {cfg.steps} steps, sub-goals {', '.join(SUBGOAL_PHASES[cfg.task])} (budgets {cfg.budgets}); "
+             f"<= {cfg.steps} steps, sub-goals {', '.join(cfg.phases)} (budgets {cfg.budgets}); "
              f"planner {cfg.planner}" + (f" {dict(cfg.planner_options)}" if cfg.planner_options else ""), "",
              "| method | success | mean steps | planning s/step | model evaluations/step |", "|---|---|---|---|---|"]
     for r in rows:

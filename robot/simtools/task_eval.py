@@ -56,13 +56,14 @@ from robot.simtools.eval_report import summarise_tasks as summarise  # noqa: F40
 from robot.simtools.eval_report import run_and_report
 from robot.simtools.eval_report import write_task_report as write_report
 from robot.mpc import GRIP_THRESHOLD
-from robot.simtools.tasks import SUBGOAL_PHASES, TASKS, check_task
+from robot.simtools.tasks import TASKS, check_task, subgoal_phases
 
 _LOG = logging.getLogger("task_eval")
 BASELINES = ("random-model", "random-actions", "oracle")
 DEFAULT_STEPS = {"grasp": 14, "push": 14, "pick_place": 26}
 # Per sub-goal of robot.simtools.tasks.SUBGOAL_PHASES: above the cube, then the pre-grasp / pre-push pose, ...
 DEFAULT_SUBGOAL_STEPS = {"grasp": (4, 4, 2, 4), "push": (4, 4, 6), "pick_place": (4, 4, 2, 8, 8)}
+APPROACH_BUDGET = 3  # steps per intermediate approach sub-goal (TaskEvalConfig.approach_legs)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class TaskEvalConfig:
     init_policy: str = ""  # a policy file (vjepa-fast distill or train-bc) whose action is the planner's initial mean each step (instead of the previous plan shifted)
     gripper_range: bool = True  # score only gripper changes the hand can make from its state (PlannerConfig.gripper_range)
     grip_threshold: float = GRIP_THRESHOLD  # a planned gripper change past +-this closes / opens the hand
+    approach_legs: int = 1  # legs from READY to the first sub-goal ("above"): n > 1 adds n - 1 intermediate sub-goal images on the straight line (robot.simtools.tasks.subgoal_phases), each with a budget of 3 steps
     view_weights: str = ""  # multi-view models (FILE1+FILE2): per sub-goal, the views' energy weights, e.g. "1,0;1,1" (sub-goal 1: the first view only; then both; the last group holds for later sub-goals); "": all 1
 
     def __post_init__(self) -> None:
@@ -101,9 +103,11 @@ class TaskEvalConfig:
         if self.init_policy and not Path(self.init_policy).is_file():
             raise ValueError(f"init_policy {self.init_policy}: no such file (vjepa-fast distill or train-bc writes one)")
         self.weights_per_subgoal()  # a malformed view_weights fails here
-        if self.subgoal_steps and len(self.subgoal_steps) != len(SUBGOAL_PHASES[self.task]):
-            raise ValueError(f"{self.task} has {len(SUBGOAL_PHASES[self.task])} sub-goals "
-                             f"({', '.join(SUBGOAL_PHASES[self.task])}), got {len(self.subgoal_steps)} budgets")
+        if self.approach_legs < 1:
+            raise ValueError(f"approach_legs must be >= 1, got {self.approach_legs}")
+        if self.subgoal_steps and len(self.subgoal_steps) != len(self.phases):
+            raise ValueError(f"{self.task} has {len(self.phases)} sub-goals ({', '.join(self.phases)}), got "
+                             f"{len(self.subgoal_steps)} budgets")
 
     def weights_per_subgoal(self) -> list[list[float]]:
         """view_weights parsed: [[weight per view] per sub-goal] ([] when unset)."""
@@ -120,12 +124,17 @@ class TaskEvalConfig:
         return groups
 
     @property
+    def phases(self) -> tuple[str, ...]:
+        return subgoal_phases(self.task, self.approach_legs)
+
+    @property
     def steps(self) -> int:
-        return self.max_steps or DEFAULT_STEPS[self.task]
+        """max_steps, or the task's default plus the intermediate approach sub-goals' budgets."""
+        return self.max_steps or DEFAULT_STEPS[self.task] + APPROACH_BUDGET * (self.approach_legs - 1)
 
     @property
     def budgets(self) -> tuple[int, ...]:
-        return self.subgoal_steps or DEFAULT_SUBGOAL_STEPS[self.task]
+        return self.subgoal_steps or (APPROACH_BUDGET,) * (self.approach_legs - 1) + DEFAULT_SUBGOAL_STEPS[self.task]
 
 
 @dataclass
@@ -142,6 +151,7 @@ class TaskTrial:
     latent_distance: list[float] = field(default_factory=list)
     oracle_success: bool = True
     model_evals_per_step: float | None = None  # rollouts per planning decision (a gradient step counts 2)
+    subgoal_hand_error: list[float | None] = field(default_factory=list)  # per sub-goal, the hand's closest xyz distance (m) to the oracle's pose for it while it was the current one (None: never current; model methods only)
 
 
 class ModelPolicy:
@@ -267,17 +277,17 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
 def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: Any, wm: Any, cfg: TaskEvalConfig,
               strip_path: Path | None = None, goal_cache: dict | None = None) -> TaskTrial:
     """One closed-loop episode of `inst` with the method's policy; the arm and goal_arm are reset here.
-    goal_cache: {(task, seed): (sub-goal frames, oracle info)} shared by the methods of one evaluation."""
+    goal_cache: {(task, seed, cameras, approach_legs): (sub-goal frames, oracle info)} shared by the methods of one evaluation."""
     import torch
 
     from robot.simtools.tasks import go_ready, goal_frames, success
 
     cams = tuple(getattr(wm, "cameras", None) or ())
-    key = (inst.task, inst.seed, cams)
+    key = (inst.task, inst.seed, cams, cfg.approach_legs)
     if goal_cache is not None and key in goal_cache:
         goals, oracle = goal_cache[key]
     else:
-        goals, oracle = goal_frames(inst, goal_arm, cams)
+        goals, oracle = goal_frames(inst, goal_arm, cams, cfg.approach_legs)
         if goal_cache is not None:
             goal_cache[key] = (goals, oracle)
     arm.reset(inst.layout)
@@ -301,6 +311,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
         return float(diff.mean())
 
     frames, plan_s, sub_at, dists = [arm.render()], [], [], []
+    hand_err: list[float | None] = [None] * len(goals)
     ok = False
     for _ in range(cfg.steps):
         frame, state = frames[-1], arm.state()
@@ -328,6 +339,10 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
             grip = 0.0
         arm.move_to(target, grip)
         frames.append(arm.render())
+        if sub_at:
+            e = float(np.linalg.norm(np.asarray(arm.state()[:3]) - np.asarray(oracle["states"][sub_at[-1]][:3])))
+            prev = hand_err[sub_at[-1]]
+            hand_err[sub_at[-1]] = e if prev is None else min(prev, e)
         ok, _ = success(inst, arm)
         if ok and cfg.stop_on_success:
             break
@@ -336,7 +351,8 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
         _save_strip(strip_path, goals, frames, ok)
     return TaskTrial(method=method, task=inst.task, index=-1, seed=inst.seed, success=bool(ok), steps=len(frames) - 1,
                      plan_seconds_per_step=float(np.mean(plan_s)) if plan_s else float("nan"), info=info,
-                     subgoal_at_step=sub_at, latent_distance=dists, oracle_success=bool(oracle["success"]))
+                     subgoal_at_step=sub_at, latent_distance=dists, oracle_success=bool(oracle["success"]),
+                     subgoal_hand_error=hand_err if sub_at else [])
 
 
 def _save_strip(path: Path, goals: list[np.ndarray], frames: list[np.ndarray], ok: bool) -> None:
