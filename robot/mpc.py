@@ -84,6 +84,7 @@ class MPCRunner:
                  settle_timeout: float = 30.0, goal_xyz: np.ndarray | None = None,
                  subgoal_threshold: float | None = None, fps: float = 4.0,
                  subgoal_budgets: tuple[int, ...] | None = None, binary_gripper: bool = False,
+                 grip_threshold: float = GRIP_THRESHOLD,
                  stop_when: Any = None) -> None:
         if not goal_frames:
             raise ValueError("at least one goal image is needed")
@@ -99,10 +100,11 @@ class MPCRunner:
         self.subgoal_threshold = subgoal_threshold
         self.fps = fps
         # Manipulation (run_mpc.py --task): sub-goals switched by `SubgoalSchedule` (step budgets and a plateau of
-        # the latent distance), the hand commanded open / closed when the planned change passes -+0.1 (and the
+        # the latent distance), the hand commanded open / closed when the planned change passes -+grip_threshold (and the
         # next frame taken once the fingers stopped), `stop_when()` -> True ends the episode early (success).
         self.subgoal_budgets = subgoal_budgets
         self.binary_gripper = binary_gripper
+        self.grip_threshold = grip_threshold
         self.stop_when = stop_when
         self._grip_cmd = 0.0
 
@@ -166,7 +168,8 @@ class MPCRunner:
                 first = actions[0]
                 wanted = grip + first[6]
                 if self.binary_gripper:
-                    wanted = 1.0 if first[6] > GRIP_THRESHOLD else 0.0 if first[6] < -GRIP_THRESHOLD else self._grip_cmd
+                    thr = self.grip_threshold
+                    wanted = 1.0 if first[6] > thr else 0.0 if first[6] < -thr else self._grip_cmd
                 target, grip_cmd = safe_target(commanded_xyz, np.r_[first[:6], wanted], self.safety)
                 self._check_control()  # the arm may have failed while we planned
                 self.control.send_target(target, grip_cmd)

@@ -175,6 +175,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "commanded open/closed, sub-goals switched by step budget or plateau; prints success")
     g.add_argument("--task-seed", type=int, default=None,
                    help="layout seed of --task (default 0: sim-eval's first layout; any seed >= 0 is an evaluation layout, never a training one)")
+    g.add_argument("--approach-legs", type=int, default=None,
+                   help="(--task) legs from the start to the first sub-goal: N-1 intermediate sub-goal images on the "
+                        "way (default: sim-eval's, 2; 1 = straight to the hand above the cube)")
     m = p.add_argument_group("world model")
     m.add_argument("--encoder", help="encoder checkpoint (our .safetensors or Meta's .pt)")
     m.add_argument("--predictor", help="AC predictor checkpoint (Meta's vjepa2-ac-*.pt or our .safetensors)")
@@ -213,8 +216,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="pin the 1 kHz control process to this CPU (sched_setaffinity)")
     r = p.add_argument_group("run")
     r.add_argument("--max-steps", type=int, default=None,
-                   help="MPC steps (plans executed); default 10, with --task the task's budget (grasp 12, push 12, "
-                        "pick_place 24)")
+                   help="MPC steps (plans executed); default 10, with --task the sum of its sub-goals' budgets "
+                        "(sim-eval's: grasp 17, push 17, pick_place 29 with 2 approach legs)")
     r.add_argument("--log-dir", default="runs/mpc", help="where the episode, logs and plots go")
     r.add_argument("--camera", default=None, choices=["sim", "opencv", "realsense"],
                    help="default: sim with --sim, opencv otherwise")
@@ -245,6 +248,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.sim_camera = "table_right"
     elif args.task_seed is not None:
         p.error("--task-seed needs --task")
+    if args.approach_legs is not None and (args.task is None or args.approach_legs < 1):
+        p.error("--approach-legs needs --task and a value >= 1")
     if args.goal is None and args.goal_offset is None and args.task is None:
         p.error("give --goal IMAGE [IMAGE ...], (with --sim) --goal-offset DX DY DZ, or (with --sim) --task NAME")
     if args.goal_offset is not None and not args.sim:
@@ -320,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from robot.camera import save_png
-    from robot.mpc import MPCRunner
+    from robot.mpc import GRIP_THRESHOLD, MPCRunner
     from robot.simtools.task_run import prepare_task, start_task
     from robot.rig import Rig
     from robot.safety import SafetyConfig
@@ -375,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                            settle_timeout=args.settle_timeout, goal_xyz=goal_xyz,
                            subgoal_threshold=args.subgoal_threshold,
                            subgoal_budgets=task["budgets"] if task else None, binary_gripper=task is not None,
+                           grip_threshold=task["grip_threshold"] if task else GRIP_THRESHOLD,
                            stop_when=stop_when)
         summary = runner.run(args.max_steps if task is None or args.max_steps_given else task["max_steps"],
                              stop_control=task is None)

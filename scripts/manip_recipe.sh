@@ -19,6 +19,10 @@
 # from the first AC_STEPS with a new warmup and decay, as the shipped model was made; 0 = off), BC_STEPS (1000),
 # GOALS (20 layouts per task), TASKS (grasp push pick_place),
 # EXPORT (OUT/world_model.safetensors; robot/assets/sim_manip_world_model.safetensors to ship it),
+# WRIST (1; 0 = off): also record the same episodes from the hand's wrist camera, train an AC predictor on them
+# (WRIST_AC_STEPS, 3000; on the pretrained and on the random encoder) and evaluate the two-view models
+# (table_right + wrist, sim-eval --method NAME=FILE1+FILE2: try 6 of the results), EXPORT_WRIST
+# (OUT/world_model_wrist.safetensors; robot/assets/sim_manip_wrist_world_model.safetensors to ship it),
 # V21_STEPS (0 = off): also pretrain a tiny V-JEPA 2.1 encoder (objective vjepa2_1, preset v21_tiny_cpu) that many
 # steps on the same video, train the AC predictor on it, and evaluate it as method ours-v2.1 beside the others.
 set -euo pipefail
@@ -36,6 +40,9 @@ AC_MORE_STEPS=${AC_MORE_STEPS:-3000}
 BC_STEPS=${BC_STEPS:-1000}
 GOALS=${GOALS:-20}
 V21_STEPS=${V21_STEPS:-0}
+WRIST=${WRIST:-1}
+WRIST_AC_STEPS=${WRIST_AC_STEPS:-3000}
+EXPORT_WRIST=${EXPORT_WRIST:-$OUT/world_model_wrist.safetensors}
 TASKS=${TASKS:-grasp push pick_place}
 EXPORT=${EXPORT:-$OUT/world_model.safetensors}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -59,10 +66,10 @@ vjepa-fast pretrain --preset tiny_cpu "data.sources=[\"$OUT/episodes\"]" data.cr
   "out_dir=$OUT/pretrain"
 t2=$SECONDS
 
-ac_run() {  # ac_run ENCODER OUT_DIR STEPS [INIT]
+ac_run() {  # ac_run ENCODER OUT_DIR STEPS [INIT]; the episodes: AC_DATA (default OUT/episodes)
   local init=()
   [ -n "${4:-}" ] && init=("init=\"$4\"" "cache=\"$(dirname "$4")/latent_cache\"")
-  vjepa-fast train-ac --preset manip_tiny "data.sources=[\"$OUT/episodes\"]" "data.encoder=\"$1\"" \
+  vjepa-fast train-ac --preset manip_tiny "data.sources=[\"${AC_DATA:-$OUT/episodes}\"]" "data.encoder=\"$1\"" \
     "out_dir=\"$2\"" "total_steps=$3" "warmup_steps=$(($3 / 10 > 0 ? $3 / 10 : 1))" \
     "decay_steps=$(($3 / 4 > 0 ? $3 / 4 : 1))" "ckpt_every=$(($3 < 250 ? $3 : 250))" "${init[@]}"
 }
@@ -90,6 +97,20 @@ if [ "$V21_STEPS" -gt 0 ]; then
   v21_model=$(ac "$OUT/pretrain_v21/encoder.safetensors" "$OUT/ac_v21")
   v21_method=(--method "ours-v2.1=$v21_model")
 fi
+wrist_method=()
+if [ "$WRIST" = 1 ]; then
+  log "3c/5 wrist camera: the same episodes seen from the hand -> $OUT/episodes_wrist; AC predictors," \
+    "$WRIST_AC_STEPS steps, on the pretrained encoder -> $EXPORT_WRIST and on the random one"
+  python robot/simtools/generate_physics.py --out "$OUT/episodes_wrist" --episodes "$EPISODES" --steps "$STEPS" \
+    --seed 0 --camera wrist --workers "$WORKERS"
+  AC_DATA="$OUT/episodes_wrist" ac_run "$OUT/pretrain/encoder.safetensors" "$OUT/ac_wrist" "$WRIST_AC_STEPS"
+  if [ ! -f "$EXPORT_WRIST" ] || ! cmp -s "$OUT/ac_wrist/world_model.safetensors" "$EXPORT_WRIST"; then
+    cp "$OUT/ac_wrist/world_model.safetensors" "$EXPORT_WRIST"
+  fi
+  AC_DATA="$OUT/episodes_wrist" ac_run "random:tiny@128" "$OUT/ac_wrist_random" "$WRIST_AC_STEPS"
+  wrist_method=(--method "ours-2view=$EXPORT+$EXPORT_WRIST"
+                --method "ours-2view-random-encoder=$random_model+$OUT/ac_wrist_random/world_model.safetensors")
+fi
 t3=$SECONDS
 
 log "4/5 train-bc: $BC_STEPS steps on the pretrained encoder's latents -> $OUT/bc"
@@ -106,7 +127,7 @@ done
 for task in $TASKS; do
   vjepa-fast sim-eval --task "$task" --goals "$GOALS" --out "$OUT/sim_eval_$task" --method "ours=$EXPORT" \
     --method "ours-random-encoder=$random_model" --method "bc=bc:$OUT/bc/policy.safetensors" \
-    --method random-actions --method oracle "${v21_method[@]}"
+    --method random-actions --method oracle "${v21_method[@]}" "${wrist_method[@]}"
 done
 t5=$SECONDS
 log "done in $((t5 - t0)) s: generate $((t1 - t0)) s, pretrain $((t2 - t1)) s, train-ac $((t3 - t2)) s," \

@@ -177,6 +177,12 @@ def test_task_eval_view_weights_parse_and_refuse():
 
     assert TaskEvalConfig(view_weights="1,0;1,1").weights_per_subgoal() == [[1.0, 0.0], [1.0, 1.0]]
     assert TaskEvalConfig().weights_per_subgoal() == []
+    # unset: the first view alone toward the far sub-goals (approach_*, above), every view after
+    assert TaskEvalConfig(approach_legs=2).weights_for(2) == [[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]]
+    assert TaskEvalConfig(approach_legs=1).weights_for(3) == [[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    assert TaskEvalConfig(view_weights="0,1").weights_for(2) == [[0.0, 1.0]]
+    with pytest.raises(ValueError, match="2 weights per sub-goal, the model 3 views"):
+        TaskEvalConfig(view_weights="0,1").weights_for(3)
     for bad in ("1,0;1", "a,b", "0,0", "1,-1"):
         with pytest.raises(ValueError, match="view_weights"):
             TaskEvalConfig(view_weights=bad)

@@ -18,7 +18,9 @@ pytest.importorskip("ruckig")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from robot.simtools.physics import Layout, PhysicsArm  # noqa: E402
-from robot.simtools.tasks import CUBE, SUBGOAL_PHASES, TASKS, draw_task, go_ready, goal_frames, success  # noqa: E402
+from robot.simtools.task_eval import TaskEvalConfig  # noqa: E402
+from robot.simtools.tasks import (CUBE, SUBGOAL_PHASES, TASKS, draw_task, go_ready, goal_frames, subgoal_phases,  # noqa: E402
+                                  success)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +89,7 @@ def test_scripted_oracle_solves_the_task_and_untouched_scenes_fail(arm, task):
 def test_approach_legs_add_intermediate_subgoals_on_the_way_to_the_first(arm):
     """approach_legs=3 adds two sub-goal images before "above": the hand a third and two thirds of the way from
     READY, the cube where it started; the other sub-goals are the same frames as without them."""
-    from robot.simtools.task_eval import TaskEvalConfig
-    from robot.simtools.tasks import READY, subgoal_phases
+    from robot.simtools.tasks import READY
 
     inst = draw_task("grasp", 2)
     base, base_oracle = goal_frames(inst, arm)
@@ -105,7 +106,7 @@ def test_approach_legs_add_intermediate_subgoals_on_the_way_to_the_first(arm):
     arm.reset(inst.layout)
     cfg = TaskEvalConfig(task="grasp", approach_legs=3)
     assert cfg.phases == subgoal_phases("grasp", 3) and len(cfg.budgets) == 6
-    assert cfg.steps == TaskEvalConfig(task="grasp").steps + 6 == sum(cfg.budgets)
+    assert cfg.steps == TaskEvalConfig(task="grasp", approach_legs=1).steps + 6 == sum(cfg.budgets)
     with pytest.raises(ValueError, match="approach_legs must be >= 1, got 0"):
         TaskEvalConfig(task="grasp", approach_legs=0)
     with pytest.raises(ValueError, match="grasp has 5 sub-goals .approach_1, above"):
@@ -291,6 +292,9 @@ def test_task_trial_closes_the_hand_past_the_grip_threshold_only():
             assert arm.grip_command == (1.0 if closed else 0.0)
     with pytest.raises(ValueError, match="grip_threshold"):
         TaskEvalConfig(grip_threshold=1.0)
+    # unset: per task, below +0.375 where the task grasps, 0.5 for push (its hand stays closed)
+    assert [TaskEvalConfig(task=t).grip for t in ("grasp", "pick_place", "push")] == [0.25, 0.25, 0.5]
+    assert TaskEvalConfig(task="push", grip_threshold=0.3).grip == 0.3
 
 
 def test_subgoal_schedule_budgets_and_plateau():
@@ -318,7 +322,7 @@ def test_run_mpc_task_through_the_protocol(tmp_path: Path, capsys):
     assert rc == 0, out
     assert f"task push (layout seed {2}): FAILED" in out and "target_distance_m" in out
     assert sorted(p.name for p in (tmp_path / "run").glob("goal_*.png")) == [
-        f"goal_{k}.png" for k in range(len(SUBGOAL_PHASES["push"]))]
+        f"goal_{k}.png" for k in range(len(subgoal_phases("push", 2)))]  # sim-eval's default approach legs
     log = [json.loads(line) for line in (tmp_path / "run" / "mpc_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "plan" in r]
     assert len(steps) == 2 and all(len(r["plan"][0]) == 7 for r in steps)
@@ -410,26 +414,30 @@ def test_distilled_policy_follows_the_planner(tmp_path: Path):
 
 
 SHIPPED_MANIP = Path(__file__).resolve().parents[1] / "robot" / "assets" / "sim_manip_world_model.safetensors"
+SHIPPED_WRIST = SHIPPED_MANIP.with_name("sim_manip_wrist_world_model.safetensors")
 
 
+@pytest.mark.parametrize("views", (1, 2))
 @pytest.mark.parametrize("task", TASKS)
-def test_shipped_manipulation_model_short_eval(tmp_path: Path, task: str):
-    """CI's short version of the manipulation evaluation: the shipped world model planned on 2 unseen layouts
-    per task for a few steps. Checks the pipeline (the model loads, plans 7-D actions that move
-    the arm and the gripper, the sub-goals switch, the report is written), not the success rate: that is the
-    full evaluation's (benchmarks/MANIP_RECIPE.md)."""
+def test_shipped_manipulation_model_short_eval(tmp_path: Path, task: str, views: int):
+    """CI's short version of the manipulation evaluation: the shipped world model (views=2: with the shipped
+    wrist-camera model beside it, planned as one) on 2 unseen layouts per task for a few steps. Checks the
+    pipeline (the model loads, plans 7-D actions that move the arm and the gripper, the sub-goals switch, the
+    report is written), not the success rate: that is the full evaluation's (benchmarks/MANIP_RECIPE.md)."""
     from vjepa_fast.checkpoints.safetensors import safetensors_info
     from vjepa_fast.cli import main
 
     assert SHIPPED_MANIP.is_file(), "robot/assets/sim_manip_world_model.safetensors is part of the repository"
     info = safetensors_info(SHIPPED_MANIP)
     assert info.get("camera") == "table_right", info  # trained on the camera the tasks render
+    assert safetensors_info(SHIPPED_WRIST).get("camera") == "wrist"
+    model = str(SHIPPED_MANIP) if views == 1 else f"{SHIPPED_MANIP}+{SHIPPED_WRIST}"
     out = tmp_path / "ev"
     steps = 4
     assert main(["sim-eval", "--task", task, "--goals", "2", "--seed", "11", "--max-steps", str(steps),
-                 "--subgoal-steps", *(["2"] * len(SUBGOAL_PHASES[task])),
+                 "--subgoal-steps", *(["2"] * len(TaskEvalConfig(task=task).phases)),
                  "--samples", "16", "--iterations", "2", "--no-early-stop",
-                 "--method", f"ours={SHIPPED_MANIP}", "--out", str(out)]) == 0
+                 "--method", f"ours={model}", "--out", str(out)]) == 0
     rows = {r["method"]: r for r in json.loads((out / "sim_eval.json").read_text())["summary"]}
     assert rows["ours"]["trials"] == 2 and 0 < rows["ours"]["plan_s_per_step"] < 60
     trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]

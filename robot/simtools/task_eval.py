@@ -14,7 +14,7 @@ Per trial: layout i is `robot.simtools.tasks.draw_task(task, seed + i)` (the eva
 layout, whatever the seed); the sub-goal images come from the scripted oracle on a private copy of the scene (robot/simtools/tasks.py);
 the arm starts at rest at READY with the hand open; then up to `max_steps` actions. Each step: frame -> the
 method's action (dxyz in the 5 cm ball, gripper delta) -> the safety clamp (workspace, step bound) -> the hand
-closes when the planned gripper change is > +grip_threshold, opens when < -grip_threshold, else stays -> the arm moves and comes to
+closes when the planned gripper change is > +grip_threshold (per task by default: GRIP_THRESHOLDS), opens when < -grip_threshold, else stays -> the arm moves and comes to
 rest. The trial stops early once the task's success condition holds (robot/simtools/tasks.py `success`).
 
 Sub-goal switching (methods with a goal image): the current sub-goal advances after `subgoal_steps[k]` steps on
@@ -63,6 +63,10 @@ BASELINES = ("random-model", "random-actions", "oracle")
 DEFAULT_STEPS = {"grasp": 14, "push": 14, "pick_place": 26}
 # Per sub-goal of robot.simtools.tasks.SUBGOAL_PHASES: above the cube, then the pre-grasp / pre-push pose, ...
 DEFAULT_SUBGOAL_STEPS = {"grasp": (4, 4, 2, 4), "push": (4, 4, 6), "pick_place": (4, 4, 2, 8, 8)}
+# A planned gripper change past +-this closes / opens the hand. The data record closing on the cube as +0.375 (the
+# fingers stop at it; +1 is closing on nothing), so tasks that grasp need a bar below it (try 5 of MANIP_RECIPE.md);
+# push keeps the hand closed, and a lower bar there only lets planner noise open it (2/20 against 6/20, try 5).
+GRIP_THRESHOLDS = {"grasp": 0.25, "push": GRIP_THRESHOLD, "pick_place": 0.25}
 APPROACH_BUDGET = 3  # steps per intermediate approach sub-goal (TaskEvalConfig.approach_legs)
 
 
@@ -86,9 +90,9 @@ class TaskEvalConfig:
     planner_options: tuple[tuple[str, int | float], ...] = ()  # the planner's own options (MPPIOptions, ...)
     init_policy: str = ""  # a policy file (vjepa-fast distill or train-bc) whose action is the planner's initial mean each step (instead of the previous plan shifted)
     gripper_range: bool = True  # score only gripper changes the hand can make from its state (PlannerConfig.gripper_range)
-    grip_threshold: float = GRIP_THRESHOLD  # a planned gripper change past +-this closes / opens the hand
-    approach_legs: int = 1  # legs from READY to the first sub-goal ("above"): n > 1 adds n - 1 intermediate sub-goal images on the straight line (robot.simtools.tasks.subgoal_phases), each with a budget of 3 steps
-    view_weights: str = ""  # multi-view models (FILE1+FILE2): per sub-goal, the views' energy weights, e.g. "1,0;1,1" (sub-goal 1: the first view only; then both; the last group holds for later sub-goals); "": all 1
+    grip_threshold: float = 0.0  # a planned gripper change past +-this closes / opens the hand; 0: per task (GRIP_THRESHOLDS: grasp and pick_place 0.25, below the +0.375 the data record for closing on the cube; push 0.5, whose hand stays closed)
+    approach_legs: int = 2  # legs from READY to the first sub-goal ("above"): n > 1 adds n - 1 intermediate sub-goal images on the straight line (robot.simtools.tasks.subgoal_phases), each with a budget of 3 steps; 1 = straight to "above" (tries 1-5)
+    view_weights: str = ""  # multi-view models (FILE1+FILE2): per sub-goal, the views' energy weights, e.g. "1,0;1,0;1,1" (sub-goals 1-2: the first view only; then both; the last group holds for later sub-goals); "": the first view alone toward the approach sub-goals and "above" (a hand camera does not see the cube from afar), every view 1 after
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -96,8 +100,8 @@ class TaskEvalConfig:
             raise ValueError(f"goals must be >= 1, got {self.goals}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if not 0.0 < self.grip_threshold < 1.0:
-            raise ValueError(f"grip_threshold must be in (0, 1), got {self.grip_threshold}")
+        if not 0.0 <= self.grip_threshold < 1.0:
+            raise ValueError(f"grip_threshold must be in (0, 1) (or 0: per task), got {self.grip_threshold}")
         if self.max_steps < 0 or any(s < 1 for s in self.subgoal_steps):
             raise ValueError("max_steps must be >= 0 and every subgoal step budget >= 1")
         if self.init_policy and not Path(self.init_policy).is_file():
@@ -108,6 +112,18 @@ class TaskEvalConfig:
         if self.subgoal_steps and len(self.subgoal_steps) != len(self.phases):
             raise ValueError(f"{self.task} has {len(self.phases)} sub-goals ({', '.join(self.phases)}), got "
                              f"{len(self.subgoal_steps)} budgets")
+
+    def weights_for(self, views: int) -> list[list[float]]:
+        """[[weight per view] per sub-goal] of a `views`-view model: view_weights, or by default the first view alone
+        for the approach_legs far sub-goals (approach_*, "above"), then all views at 1 (benchmarks/MANIP_RECIPE.md
+        try 6: a wrist view misleads the far legs and makes the near ones)."""
+        groups = self.weights_per_subgoal()
+        if not groups:
+            groups = [[1.0] + [0.0] * (views - 1)] * self.approach_legs + [[1.0] * views]
+        if len(groups[0]) != views:
+            raise ValueError(f"view_weights {self.view_weights!r} has {len(groups[0])} weights per sub-goal, the "
+                             f"model {views} views")
+        return groups
 
     def weights_per_subgoal(self) -> list[list[float]]:
         """view_weights parsed: [[weight per view] per sub-goal] ([] when unset)."""
@@ -122,6 +138,11 @@ class TaskEvalConfig:
             raise ValueError(f"view_weights {self.view_weights!r}: expected groups of per-view weights >= 0 (not all "
                              "0), one group per sub-goal separated by ';', e.g. '1,0;1,1'")
         return groups
+
+    @property
+    def grip(self) -> float:
+        """The gripper threshold in use: grip_threshold, or the task's (GRIP_THRESHOLDS)."""
+        return self.grip_threshold or GRIP_THRESHOLDS[self.task]
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -297,10 +318,10 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
     from vjepa_fast.planning import SubgoalSchedule
 
     switch = SubgoalSchedule(cfg.budgets)
-    weights = cfg.weights_per_subgoal() if cams else []
-    if weights and len(weights[0]) != len(cams):
-        raise ValueError(f"view_weights {cfg.view_weights!r} has {len(weights[0])} weights per sub-goal, the model "
-                         f"{len(cams)} views ({', '.join(cams)})")
+    try:
+        weights = cfg.weights_for(len(cams)) if cams else []
+    except ValueError as e:
+        raise ValueError(f"{e} ({', '.join(cams)})") from None
 
     def distance(k: int) -> float:
         """Latent L1 distance to sub-goal k, each view weighted as sub-goal k plans (the plateau rule's)."""
@@ -333,9 +354,9 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
         plan_s.append(time.perf_counter() - t0)
         target, _ = arm.target_for(np.r_[action[:3], 0.0, 0.0, 0.0, 0.0])
         grip = arm.grip_command
-        if action[6] > cfg.grip_threshold:
+        if action[6] > cfg.grip:
             grip = 1.0
-        elif action[6] < -cfg.grip_threshold:
+        elif action[6] < -cfg.grip:
             grip = 0.0
         arm.move_to(target, grip)
         frames.append(arm.render())

@@ -20,12 +20,14 @@ def prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
     goal_K.png), the manipulation workspace (unless --workspace-* were given) and the episode settings."""
     from robot.camera import save_png
     from robot.simtools.physics import PhysicsArm, manipulation_safety
-    from robot.simtools.task_eval import DEFAULT_STEPS, DEFAULT_SUBGOAL_STEPS
+    from robot.simtools.task_eval import TaskEvalConfig
     from robot.simtools.tasks import draw_task, goal_frames
 
     inst = draw_task(args.task, 0 if args.task_seed is None else args.task_seed)
     with PhysicsArm(args.sim_camera, 256) as arm:
-        goals, oracle = goal_frames(inst, arm)
+        legs = getattr(args, "approach_legs", None)
+        cfg = TaskEvalConfig(task=args.task, **({} if legs is None else {"approach_legs": legs}))
+        goals, oracle = goal_frames(inst, arm, (), cfg.approach_legs)
     for k, frame in enumerate(goals):
         save_png(frame, log_dir / f"goal_{k}.png")
     ws = manipulation_safety()
@@ -33,10 +35,10 @@ def prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
         args.workspace_min = ws.workspace_min
     if tuple(args.workspace_max) == (0.80, 0.45, 0.75):
         args.workspace_max = ws.workspace_max
-    _LOG.info("task %s, layout seed %d: %d sub-goal images in %s (the scripted oracle %s this layout)", args.task,
-              inst.seed, len(goals), log_dir, "solves" if oracle["success"] else "FAILS")
-    return {"instance": inst, "goals": goals, "budgets": DEFAULT_SUBGOAL_STEPS[args.task],
-            "max_steps": DEFAULT_STEPS[args.task]}
+    _LOG.info("task %s, layout seed %d: %d sub-goal images (%s) in %s (the scripted oracle %s this layout)",
+              args.task, inst.seed, len(goals), ", ".join(cfg.phases), log_dir,
+              "solves" if oracle["success"] else "FAILS")
+    return {"instance": inst, "goals": goals, "budgets": cfg.budgets, "max_steps": cfg.steps, "grip_threshold": cfg.grip}
 
 
 def start_task(rig: Any, safety: Any, task: dict, settle: float) -> Callable[[], bool]:
