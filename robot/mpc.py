@@ -100,8 +100,8 @@ class MPCRunner:
         self.subgoal_threshold = subgoal_threshold
         self.fps = fps
         # Manipulation (run_mpc.py --task): sub-goals switched by `SubgoalSchedule` (step budgets and a plateau of
-        # the latent distance), the hand commanded open / closed when the planned change passes -+grip_threshold (and the
-        # next frame taken once the fingers stopped), `stop_when()` -> True ends the episode early (success).
+        # the latent distance), the hand commanded open / closed when the planned change passes -+grip_threshold
+        # (and the next frame taken once the fingers stopped), `stop_when()` -> True ends the episode early (success).
         self.subgoal_budgets = subgoal_budgets
         self.binary_gripper = binary_gripper
         self.grip_threshold = grip_threshold

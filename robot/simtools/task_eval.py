@@ -14,8 +14,9 @@ Per trial: layout i is `robot.simtools.tasks.draw_task(task, seed + i)` (the eva
 layout, whatever the seed); the sub-goal images come from the scripted oracle on a private copy of the scene (robot/simtools/tasks.py);
 the arm starts at rest at READY with the hand open; then up to `max_steps` actions. Each step: frame -> the
 method's action (dxyz in the 5 cm ball, gripper delta) -> the safety clamp (workspace, step bound) -> the hand
-closes when the planned gripper change is > +grip_threshold (per task by default: GRIP_THRESHOLDS), opens when < -grip_threshold, else stays -> the arm moves and comes to
-rest. The trial stops early once the task's success condition holds (robot/simtools/tasks.py `success`).
+closes when the planned gripper change is > +grip_threshold (per task by default: GRIP_THRESHOLDS), opens when
+< -grip_threshold, else stays -> the arm moves and comes to rest. The trial stops early once the task's success
+condition holds (robot/simtools/tasks.py `success`).
 
 Sub-goal switching (methods with a goal image): the current sub-goal advances after `subgoal_steps[k]` steps on
 it (the step budget), or earlier when the observed frame's latent distance to it has not improved by 2% over
@@ -298,7 +299,8 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
 def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: Any, wm: Any, cfg: TaskEvalConfig,
               strip_path: Path | None = None, goal_cache: dict | None = None) -> TaskTrial:
     """One closed-loop episode of `inst` with the method's policy; the arm and goal_arm are reset here.
-    goal_cache: {(task, seed, cameras, approach_legs): (sub-goal frames, oracle info)} shared by the methods of one evaluation."""
+    goal_cache: {(task, seed, cameras, approach_legs): (sub-goal frames, oracle info)} shared by the methods of one
+    evaluation."""
     import torch
 
     from robot.simtools.tasks import go_ready, goal_frames, success

@@ -38,7 +38,8 @@ def prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
     _LOG.info("task %s, layout seed %d: %d sub-goal images (%s) in %s (the scripted oracle %s this layout)",
               args.task, inst.seed, len(goals), ", ".join(cfg.phases), log_dir,
               "solves" if oracle["success"] else "FAILS")
-    return {"instance": inst, "goals": goals, "budgets": cfg.budgets, "max_steps": cfg.steps, "grip_threshold": cfg.grip}
+    return {"instance": inst, "goals": goals, "budgets": cfg.budgets, "max_steps": cfg.steps,
+            "grip_threshold": cfg.grip}
 
 
 def start_task(rig: Any, safety: Any, task: dict, settle: float) -> Callable[[], bool]:
