@@ -178,6 +178,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--approach-legs", type=int, default=None,
                    help="(--task) legs from the start to the first sub-goal: N-1 intermediate sub-goal images on the "
                         "way (default: sim-eval's, 2; 1 = straight to the hand above the cube)")
+    g.add_argument("--stroke-legs", type=int, default=None,
+                   help="(--task push / pick_place) legs of the stroke that moves the cube (the push; the carry from "
+                        "lifted to over the target): N-1 intermediate sub-goal images on it (default: sim-eval's)")
     m = p.add_argument_group("world model")
     m.add_argument("--encoder", help="encoder checkpoint (our .safetensors or Meta's .pt)")
     m.add_argument("--predictor", help="AC predictor checkpoint (Meta's vjepa2-ac-*.pt or our .safetensors)")
@@ -250,6 +253,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--task-seed needs --task")
     if args.approach_legs is not None and (args.task is None or args.approach_legs < 1):
         p.error("--approach-legs needs --task and a value >= 1")
+    if args.stroke_legs is not None and (args.task is None or args.stroke_legs < 1):
+        p.error("--stroke-legs needs --task and a value >= 1")
     if args.goal is None and args.goal_offset is None and args.task is None:
         p.error("give --goal IMAGE [IMAGE ...], (with --sim) --goal-offset DX DY DZ, or (with --sim) --task NAME")
     if args.goal_offset is not None and not args.sim:

@@ -113,6 +113,34 @@ def test_approach_legs_add_intermediate_subgoals_on_the_way_to_the_first(arm):
         TaskEvalConfig(task="grasp", approach_legs=2, subgoal_steps=(4, 4, 2, 4))
 
 
+@pytest.mark.parametrize("task, prefix, start, end", [("push", "push", "prepush", "pushed"),
+                                                      ("pick_place", "carry", "lifted", "over_target")])
+def test_stroke_legs_add_subgoals_along_the_stroke_with_the_cube_moved(arm, task, prefix, start, end):
+    """stroke_legs=3 adds two sub-goal images on the stroke that moves the cube: the oracle's hand a third and two
+    thirds of the way from `start` to `end`, the cube carried (pushed) along; the other frames are unchanged and
+    the oracle still solves the layout."""
+    inst = draw_task(task, 4)
+    base, base_oracle = goal_frames(inst, arm)
+    frames, oracle = goal_frames(inst, arm, (), stroke_legs=3)
+    phases = subgoal_phases(task, 1, 3)
+    i = phases.index(end)
+    assert phases[i - 3:i + 1] == (start, f"{prefix}_1", f"{prefix}_2", end)
+    assert phases[:i - 2] + phases[i:] == SUBGOAL_PHASES[task] and len(frames) == len(base) + 2
+    assert oracle["success"] and base_oracle["success"]
+    for a, b in zip(frames[:i - 2] + frames[i:], base):
+        assert np.abs(a.astype(int) - b).mean() < 1.0
+    s0, s1 = np.asarray(oracle["states"][i - 3][:3]), np.asarray(oracle["states"][i][:3])
+    for k in (1, 2):
+        hand = np.asarray(oracle["states"][i - 3 + k][:3])
+        assert np.linalg.norm(hand - (s0 + (s1 - s0) * k / 3)) < 0.01, (k, hand)
+        assert np.abs(frames[i - 3 + k].astype(int) - frames[i - 3 + k - 1]).mean() > 0.5  # the scene changed
+    cfg = TaskEvalConfig(task=task, approach_legs=1, stroke_legs=3)
+    assert cfg.phases == phases and cfg.budgets[i - 2:i] == (3, 3) and cfg.steps == sum(cfg.budgets)
+    assert subgoal_phases("grasp", 1, 3) == SUBGOAL_PHASES["grasp"]  # no stroke: the lift is one short leg
+    with pytest.raises(ValueError, match="stroke_legs must be >= 1, got 0"):
+        TaskEvalConfig(task=task, stroke_legs=0)
+
+
 def test_grasp_needs_a_hold_and_5_cm(arm):
     """A cube lifted 3 cm is not a grasp; one lifted 10 cm and held is; the same cube let go is not."""
     inst = draw_task("grasp", 1)
@@ -446,3 +474,38 @@ def test_shipped_manipulation_model_short_eval(tmp_path: Path, task: str, views:
     assert all(t["subgoal_at_step"][-1] > 0 for t in ours), "the sub-goals never switched"
     assert all(len(t["latent_distance"]) == steps for t in ours)
     assert (out / "trials" / "ours" / f"{task}_000.png").is_file()
+
+
+def test_grip_choice_toggles_only_when_the_energy_says_so_by_the_margin():
+    """TaskEvalConfig.grip_choice: the planned first action rolled out with the hand kept and toggled (closed by
+    +0.375 from open, opened to 0 from closed); the toggle wins only when its energy is lower by the margin. A stub
+    model whose rollout is the gripper change makes the energies known: |change - goal|."""
+    import torch
+
+    from robot.simtools.task_eval import CLOSE_ON_CUBE, ModelPolicy
+
+    class Stub:
+        calls = 0
+
+        def rollout(self, z, st, actions):
+            self.calls += 1
+            return actions[..., 0, 6][:, :, None, None].expand(-1, -1, 2, 3).float()  # [B, S, N=2, D=3]
+
+    pol = object.__new__(ModelPolicy)
+    pol.wm, pol.grip_choice = Stub(), 0.1
+    pol.planner = type("P", (), {"model_evals": 0})()
+    first = torch.tensor([[[0.01, 0.0, -0.02, 0.0, 0.0, 0.0, 0.3]]])
+    z = torch.zeros(1, 2, 3)
+    open_, closed = torch.zeros(1, 7), torch.zeros(1, 7)
+    closed[0, 6] = CLOSE_ON_CUBE
+    assert pol.choose_grip(z, open_, torch.full((1, 2, 3), CLOSE_ON_CUBE), first) == 1.0  # the grasp image: close
+    assert pol.choose_grip(z, open_, torch.zeros(1, 2, 3), first) == 0.0  # an open-hand image: keep
+    assert pol.choose_grip(z, closed, torch.full((1, 2, 3), -CLOSE_ON_CUBE), first) == -1.0  # opening: open
+    assert pol.choose_grip(z, closed, torch.full((1, 2, 3), CLOSE_ON_CUBE), first) == 0.0  # stay closed
+    # toggle 0.375 from a goal of 0.2: energy 0.175 against keep's 0.2, lower by 12.5% (> 10%): close; at 0.19
+    # the toggle's 0.185 is only 2.6% lower than 0.19: keep
+    assert pol.choose_grip(z, open_, torch.full((1, 2, 3), 0.2), first) == 1.0
+    assert pol.choose_grip(z, open_, torch.full((1, 2, 3), 0.19), first) == 0.0
+    assert pol.planner.model_evals == 12 and pol.wm.calls == 6
+    with pytest.raises(ValueError, match="grip_choice must be in"):
+        TaskEvalConfig(task="grasp", grip_choice=1.5)

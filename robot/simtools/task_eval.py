@@ -61,14 +61,26 @@ from robot.simtools.tasks import TASKS, check_task, subgoal_phases
 
 _LOG = logging.getLogger("task_eval")
 BASELINES = ("random-model", "random-actions", "oracle")
-DEFAULT_STEPS = {"grasp": 14, "push": 14, "pick_place": 26}
-# Per sub-goal of robot.simtools.tasks.SUBGOAL_PHASES: above the cube, then the pre-grasp / pre-push pose, ...
-DEFAULT_SUBGOAL_STEPS = {"grasp": (4, 4, 2, 4), "push": (4, 4, 6), "pick_place": (4, 4, 2, 8, 8)}
+# Step budget per sub-goal (robot.simtools.tasks.subgoal_phases), by task and phase; the intermediate sub-goals
+# ("approach_k", "carry_k", "push_k") by prefix. A trial's default length is the sum of its sub-goals' budgets:
+# grasp 14, push 14, pick_place 29 (one approach and one stroke leg).
+SUBGOAL_BUDGETS = {"grasp": {"above": 4, "down": 4, "grasp": 2, "lifted": 4},
+                   "push": {"above": 4, "prepush": 4, "push": 3, "pushed": 6},
+                   "pick_place": {"above": 4, "down": 4, "grasp": 2, "lifted": 3, "carry": 3, "over_target": 8,
+                                  "lowered": 5, "placed": 3}}
 # A planned gripper change past +-this closes / opens the hand. The data record closing on the cube as +0.375 (the
 # fingers stop at it; +1 is closing on nothing), so tasks that grasp need a bar below it (try 5 of MANIP_RECIPE.md);
 # push keeps the hand closed, and a lower bar there only lets planner noise open it (2/20 against 6/20, try 5).
 GRIP_THRESHOLDS = {"grasp": 0.25, "push": GRIP_THRESHOLD, "pick_place": 0.25}
 APPROACH_BUDGET = 3  # steps per intermediate approach sub-goal (TaskEvalConfig.approach_legs)
+CLOSE_ON_CUBE = 0.375  # the gripper state change the data record for closing on the cube (the fingers stop at it)
+
+
+def subgoal_budget(task: str, phase: str) -> int:
+    """The default step budget of one sub-goal (SUBGOAL_BUDGETS; APPROACH_BUDGET for "approach_k")."""
+    if phase.startswith("approach_"):
+        return APPROACH_BUDGET
+    return SUBGOAL_BUDGETS[task][phase.split("_")[0] if phase[-1].isdigit() else phase]
 
 
 @dataclass(frozen=True)
@@ -78,8 +90,8 @@ class TaskEvalConfig:
     task: str = "grasp"  # grasp, push or pick_place (robot/simtools/tasks.py)
     goals: int = 20  # layouts
     seed: int = 0  # layout i is robot.simtools.tasks.draw_task(task, seed + i), from the evaluation stream: any seed >= 0 gives layouts never used for training
-    max_steps: int = 0  # actions per trial (0: per task, DEFAULT_STEPS: grasp 14, push 14, pick_place 26)
-    subgoal_steps: tuple[int, ...] = ()  # step budget per sub-goal (none: per task, DEFAULT_SUBGOAL_STEPS)
+    max_steps: int = 0  # actions per trial (0: the sum of the sub-goals' budgets)
+    subgoal_steps: tuple[int, ...] = ()  # step budget per sub-goal (none: per task and phase, SUBGOAL_BUDGETS)
     samples: int = 64  # CEM samples per iteration
     topk: int = 8  # CEM elites
     iterations: int = 4  # CEM iterations
@@ -93,6 +105,8 @@ class TaskEvalConfig:
     gripper_range: bool = True  # score only gripper changes the hand can make from its state (PlannerConfig.gripper_range)
     grip_threshold: float = 0.0  # a planned gripper change past +-this closes / opens the hand; 0: per task (GRIP_THRESHOLDS: grasp and pick_place 0.25, below the +0.375 the data record for closing on the cube; push 0.5, whose hand stays closed)
     approach_legs: int = 2  # legs from READY to the first sub-goal ("above"): n > 1 adds n - 1 intermediate sub-goal images on the straight line (robot.simtools.tasks.subgoal_phases), each with a budget of 3 steps; 1 = straight to "above" (tries 1-5)
+    grip_choice: float = 0.0  # 0: the planned gripper change acts past grip_threshold; m > 0: the gripper is chosen by the energy instead: the plan's first action rolled out with the hand kept and toggled (closed by +0.375, what the data record for a grasp, or opened to 0), the toggle taken when its energy is lower by the relative margin m
+    stroke_legs: int = 1  # legs of the stroke that moves the cube (pick_place: lifted -> over the target; push: the push): n > 1 adds n - 1 intermediate sub-goal images on it, the oracle's state there, 3 steps of budget each
     view_weights: str = ""  # multi-view models (FILE1+FILE2): per sub-goal, the views' energy weights, e.g. "1,0;1,0;1,1" (sub-goals 1-2: the first view only; then both; the last group holds for later sub-goals); "": the first view alone toward the approach sub-goals and "above" (a hand camera does not see the cube from afar), every view 1 after
 
     def __post_init__(self) -> None:
@@ -110,6 +124,10 @@ class TaskEvalConfig:
         self.weights_per_subgoal()  # a malformed view_weights fails here
         if self.approach_legs < 1:
             raise ValueError(f"approach_legs must be >= 1, got {self.approach_legs}")
+        if not 0.0 <= self.grip_choice < 1.0:
+            raise ValueError(f"grip_choice must be in [0, 1) (a relative energy margin; 0: off), got {self.grip_choice}")
+        if self.stroke_legs < 1:
+            raise ValueError(f"stroke_legs must be >= 1, got {self.stroke_legs}")
         if self.subgoal_steps and len(self.subgoal_steps) != len(self.phases):
             raise ValueError(f"{self.task} has {len(self.phases)} sub-goals ({', '.join(self.phases)}), got "
                              f"{len(self.subgoal_steps)} budgets")
@@ -147,16 +165,16 @@ class TaskEvalConfig:
 
     @property
     def phases(self) -> tuple[str, ...]:
-        return subgoal_phases(self.task, self.approach_legs)
+        return subgoal_phases(self.task, self.approach_legs, self.stroke_legs)
 
     @property
     def steps(self) -> int:
-        """max_steps, or the task's default plus the intermediate approach sub-goals' budgets."""
-        return self.max_steps or DEFAULT_STEPS[self.task] + APPROACH_BUDGET * (self.approach_legs - 1)
+        """max_steps, or the sum of the sub-goals' budgets."""
+        return self.max_steps or sum(self.budgets)
 
     @property
     def budgets(self) -> tuple[int, ...]:
-        return self.subgoal_steps or (APPROACH_BUDGET,) * (self.approach_legs - 1) + DEFAULT_SUBGOAL_STEPS[self.task]
+        return self.subgoal_steps or tuple(subgoal_budget(self.task, p) for p in self.phases)
 
 
 @dataclass
@@ -173,6 +191,7 @@ class TaskTrial:
     latent_distance: list[float] = field(default_factory=list)
     oracle_success: bool = True
     model_evals_per_step: float | None = None  # rollouts per planning decision (a gradient step counts 2)
+    trace: list[list[float]] = field(default_factory=list)  # per step after the action: hand x, y, z (m), grip command (0 open, 1 closed), cube x, y, z (m), rounded to 0.1 mm
     subgoal_hand_error: list[float | None] = field(default_factory=list)  # per sub-goal, the hand's closest xyz distance (m) to the oracle's pose for it while it was the current one (None: never current; model methods only)
 
 
@@ -188,6 +207,7 @@ class ModelPolicy:
                              max_norm=cfg.max_step, bound="box", gripper="plan", gripper_step=1.0, seed=seed,
                              gripper_range=cfg.gripper_range)
         self.planner = CountingPlanner(make_planner(cfg.planner, wm, pcfg, **dict(cfg.planner_options)))
+        self.grip_choice = cfg.grip_choice
         self.warm = None
         self.init = None
         if cfg.init_policy:
@@ -206,8 +226,25 @@ class ModelPolicy:
             st = torch.as_tensor(state, dtype=torch.float32)[None]
             init = self.warm if self.init is None else self.init.init_mean(z_obs, st, z_goal)
             res = self.planner.plan(z_obs, st, z_goal, init_mean=init)
+            action = res.actions[0, 0].float().cpu().numpy()
+            if self.grip_choice:
+                action[6] = self.choose_grip(z_obs, st, z_goal, res.actions[:, :1])
         self.warm = shift_plan(res.mean)
-        return res.actions[0, 0].float().cpu().numpy()
+        return action
+
+    def choose_grip(self, z_obs: Any, st: Any, z_goal: Any, first: Any) -> float:
+        """The gripper by the energy (TaskEvalConfig.grip_choice): the planned first action [1, 1, 7] with the
+        hand kept and with it toggled, one rollout each; +1 (close) / -1 (open) when the toggle's energy is lower
+        by the margin, else 0 (keep)."""
+        from vjepa_fast.planning import l1_energy
+
+        g = float(st[0, 6])
+        toggle = CLOSE_ON_CUBE if g < 0.5 * CLOSE_ON_CUBE else -g  # closed on the cube the state reads 0.375
+        cand = first[:, None].repeat(1, 2, 1, 1)  # [1, 2, 1, 7]: keep, toggle
+        cand[0, 0, 0, 6], cand[0, 1, 0, 6] = 0.0, toggle
+        e = l1_energy(self.wm.rollout(z_obs, st, cand), z_goal)[0]
+        self.planner.model_evals += 2
+        return float(np.sign(toggle)) if float(e[1]) < float(e[0]) * (1.0 - self.grip_choice) else 0.0
 
 
 class RandomPolicy:
@@ -299,18 +336,18 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
 def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: Any, wm: Any, cfg: TaskEvalConfig,
               strip_path: Path | None = None, goal_cache: dict | None = None) -> TaskTrial:
     """One closed-loop episode of `inst` with the method's policy; the arm and goal_arm are reset here.
-    goal_cache: {(task, seed, cameras, approach_legs): (sub-goal frames, oracle info)} shared by the methods of one
+    goal_cache: {(task, seed, cameras, approach_legs, stroke_legs): (sub-goal frames, oracle info)} shared by the methods of one
     evaluation."""
     import torch
 
-    from robot.simtools.tasks import go_ready, goal_frames, success
+    from robot.simtools.tasks import CUBE, go_ready, goal_frames, success
 
     cams = tuple(getattr(wm, "cameras", None) or ())
-    key = (inst.task, inst.seed, cams, cfg.approach_legs)
+    key = (inst.task, inst.seed, cams, cfg.approach_legs, cfg.stroke_legs)
     if goal_cache is not None and key in goal_cache:
         goals, oracle = goal_cache[key]
     else:
-        goals, oracle = goal_frames(inst, goal_arm, cams, cfg.approach_legs)
+        goals, oracle = goal_frames(inst, goal_arm, cams, cfg.approach_legs, cfg.stroke_legs)
         if goal_cache is not None:
             goal_cache[key] = (goals, oracle)
     arm.reset(inst.layout)
@@ -333,7 +370,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
             diff = wm.weigh(diff)
         return float(diff.mean())
 
-    frames, plan_s, sub_at, dists = [arm.render()], [], [], []
+    frames, plan_s, sub_at, dists, trace = [arm.render()], [], [], [], []
     hand_err: list[float | None] = [None] * len(goals)
     ok = False
     for _ in range(cfg.steps):
@@ -362,6 +399,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
             grip = 0.0
         arm.move_to(target, grip)
         frames.append(arm.render())
+        trace.append([round(float(v), 4) for v in (*arm.state()[:3], arm.grip_command, *arm.object_xyz(CUBE))])
         if sub_at:
             e = float(np.linalg.norm(np.asarray(arm.state()[:3]) - np.asarray(oracle["states"][sub_at[-1]][:3])))
             prev = hand_err[sub_at[-1]]
@@ -374,7 +412,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
         _save_strip(strip_path, goals, frames, ok)
     return TaskTrial(method=method, task=inst.task, index=-1, seed=inst.seed, success=bool(ok), steps=len(frames) - 1,
                      plan_seconds_per_step=float(np.mean(plan_s)) if plan_s else float("nan"), info=info,
-                     subgoal_at_step=sub_at, latent_distance=dists, oracle_success=bool(oracle["success"]),
+                     subgoal_at_step=sub_at, latent_distance=dists, oracle_success=bool(oracle["success"]), trace=trace,
                      subgoal_hand_error=hand_err if sub_at else [])
 
 

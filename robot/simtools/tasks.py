@@ -15,8 +15,8 @@ Sub-goal images (rendered by running the scripted oracle on a private copy of th
               pose: closed on it, lifted: held 10 cm up];
   push        [above: closed hand 10 cm above the pre-push point, pre-push: lowered behind the cube, pushed: cube
               on the target];
-  pick_place  [above, pre-grasp, grasp pose, lifted above the target, placed: cube on the target, hand open
-              around it].
+  pick_place  [above, pre-grasp, grasp pose, lifted: held 10 cm up, over the target: held above it, lowered: the
+              cube held on the table at the target, placed: the hand opened around it].
 (Open-hand pre-grasp images come first so that a one-step planner does not close the hand on its way down.)
 Layouts: the red cube's start in the task region, the other two objects placed around it (never closer than
 9 cm); push targets 6-12 cm from the start, pick-and-place targets 10-20 cm away, all inside the region.
@@ -128,7 +128,10 @@ def scripted_plan(task: str, cube: np.ndarray, target: tuple[float, float] | Non
 # cube (or behind it): from READY the pre-grasp pose is ~20 cm away, too far for the L1 latent energy to tell a
 # step toward it from a step away (the arm hovered at the start); ~10 cm legs it does tell apart, as in reaching.
 SUBGOAL_PHASES = {"grasp": ("above", "down", "grasp", "lifted"), "push": ("above", "prepush", "pushed"),
-                  "pick_place": ("above", "down", "grasp", "over_target", "placed")}
+                  "pick_place": ("above", "down", "grasp", "lifted", "over_target", "lowered", "placed")}
+# The stroke that moves the cube, which stroke_legs > 1 splits (subgoal_phases): pick_place's carry from "lifted"
+# to "over_target", push's push from "prepush" to "pushed" (prefix of the intermediate sub-goals, from, to).
+STROKES = {"pick_place": ("carry", "lifted", "over_target"), "push": ("push", "prepush", "pushed")}
 
 
 def split_move(start: np.ndarray, end: np.ndarray, max_delta: float = 0.05) -> list[np.ndarray]:
@@ -160,28 +163,52 @@ def go_ready(arm: PhysicsArm, ready: np.ndarray = READY) -> None:
     arm.teleport(ready)
 
 
-def subgoal_phases(task: str, approach_legs: int = 1) -> tuple[str, ...]:
+def subgoal_phases(task: str, approach_legs: int = 1, stroke_legs: int = 1) -> tuple[str, ...]:
     """The task's sub-goals (SUBGOAL_PHASES) with approach_legs - 1 intermediate ones ("approach_1", ...) on the
     straight line from READY to the first ("above"): shorter legs, where the latent energy points the way better
-    (scripts/view_landscape.py: cosine 0.47 from READY, 0.72 from halfway, table_right)."""
+    (scripts/view_landscape.py: cosine 0.47 from READY, 0.72 from halfway, table_right); and stroke_legs - 1 on the
+    stroke that moves the cube (STROKES: "carry_k" from lifted to over the target, "push_k" along the push), the
+    cube moved with it. Grasp has no stroke (its lift is one short leg)."""
     check_task(task)
     if approach_legs < 1:
         raise ValueError(f"approach_legs must be >= 1, got {approach_legs}")
-    return tuple(f"approach_{k}" for k in range(1, approach_legs)) + SUBGOAL_PHASES[task]
+    if stroke_legs < 1:
+        raise ValueError(f"stroke_legs must be >= 1, got {stroke_legs}")
+    phases = tuple(f"approach_{k}" for k in range(1, approach_legs)) + SUBGOAL_PHASES[task]
+    if task not in STROKES or stroke_legs == 1:
+        return phases
+    prefix, _, end = STROKES[task]
+    i = phases.index(end)
+    return phases[:i] + tuple(f"{prefix}_{k}" for k in range(1, stroke_legs)) + phases[i:]
 
 
-def goal_frames(inst: TaskInstance, arm: PhysicsArm, cameras: tuple[str, ...] = (), approach_legs: int = 1
-                ) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Sub-goal frames [uint8 [S, S, 3]] of the task (subgoal_phases(task, approach_legs)), rendered by running the
+def _split_stroke(task: str, plan: list[tuple[np.ndarray, float, str]], stroke_legs: int
+                  ) -> list[tuple[np.ndarray, float, str]]:
+    """The scripted plan with stroke_legs - 1 waypoints inserted on the straight line of the task's stroke (STROKES);
+    the oracle's path is unchanged, each intermediate point named as its sub-goal."""
+    if task not in STROKES or stroke_legs == 1:
+        return plan
+    prefix, start, end = STROKES[task]
+    names = [p for _, _, p in plan]
+    a, b = np.asarray(plan[names.index(start)][0]), plan[names.index(end)]
+    extra = [(a + (np.asarray(b[0]) - a) * (k / stroke_legs), b[1], f"{prefix}_{k}") for k in range(1, stroke_legs)]
+    i = names.index(end)
+    return plan[:i] + extra + plan[i:]
+
+
+def goal_frames(inst: TaskInstance, arm: PhysicsArm, cameras: tuple[str, ...] = (), approach_legs: int = 1,
+                stroke_legs: int = 1) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Sub-goal frames [uint8 [S, S, 3]] of the task (subgoal_phases(task, approach_legs, stroke_legs)), rendered by running the
     scripted oracle from the instance's layout on `arm` (a private scene; it is reset). Also returns what the oracle
     reached: {"success": bool, "states": [7-D state per sub-goal], "views": {camera: [frames]} for each of
     `cameras` (multi-view planning; the arm's own camera's are `frames`)}. An intermediate approach sub-goal is
-    the arm moved from READY to k/approach_legs of the way to the first waypoint, the cube untouched."""
-    phases = subgoal_phases(inst.task, approach_legs)
+    the arm moved from READY to k/approach_legs of the way to the first waypoint, the cube untouched; an
+    intermediate stroke sub-goal is the oracle's own state k/stroke_legs of the way along the stroke."""
+    phases = subgoal_phases(inst.task, approach_legs, stroke_legs)
     arm.reset(inst.layout)
     go_ready(arm)
     ready = arm.snapshot()
-    plan = scripted_plan(inst.task, arm.object_xyz(CUBE), inst.target)
+    plan = _split_stroke(inst.task, scripted_plan(inst.task, arm.object_xyz(CUBE), inst.target), stroke_legs)
     snaps = run_script(arm, plan)
     ok, _ = success(inst, arm)
     first_xyz, first_grip = np.asarray(plan[0][0], dtype=np.float64), plan[0][1]
