@@ -113,7 +113,7 @@ def build_world_model(args: argparse.Namespace):
     return WorldModel(encoder.eval(), predictor.eval(), dtype=args.dtype)
 
 
-# run_mpc's planner defaults (PlannerConfig's others): CPU-sized, one action per plan.
+# run_mpc's planner defaults (PlannerConfig's others): CPU-sized, one action per plan; with --task, sim-eval's sizes.
 PLANNER_DEFAULTS = {"num_samples": 64, "topk": 8, "iterations": 3, "horizon": 1}
 
 
@@ -145,7 +145,13 @@ def planner_config(args: argparse.Namespace):
     from vjepa_fast.config import config_from_args
     from vjepa_fast.planning import PlannerConfig
 
-    base = PlannerConfig(**PLANNER_DEFAULTS, max_norm=args.max_step, bound=args.bound,
+    sizes = dict(PLANNER_DEFAULTS)
+    if args.task:  # sim-eval's CEM for the task (192 x 4; MANIP_RECIPE.md try 7), unless flags say otherwise
+        from robot.simtools.task_eval import TaskEvalConfig
+
+        t = TaskEvalConfig(task=args.task)
+        sizes.update(num_samples=t.samples, topk=t.topk, iterations=t.iterations, horizon=t.horizon)
+    base = PlannerConfig(**sizes, max_norm=args.max_step, bound=args.bound,
                          gripper="plan" if args.task else "hold", gripper_range=bool(args.task))
 
     def check(cfg: PlannerConfig) -> None:

@@ -473,6 +473,9 @@ def test_shipped_manipulation_model_short_eval(tmp_path: Path, task: str, views:
     assert len(ours) == 2 and all(t["steps"] == steps for t in ours)
     assert all(t["subgoal_at_step"][-1] > 0 for t in ours), "the sub-goals never switched"
     assert all(len(t["latent_distance"]) == steps for t in ours)
+    for t in ours:  # the per-step trace: hand xyz, grip command, cube xyz; the last row is the judged state
+        assert len(t["trace"]) == steps and all(len(row) == 7 for row in t["trace"])
+        assert t["trace"][-1][4:] == pytest.approx([t["info"][k] for k in ("cube_x", "cube_y", "cube_z")], abs=1e-4)
     assert (out / "trials" / "ours" / f"{task}_000.png").is_file()
 
 
