@@ -336,8 +336,8 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
 def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: Any, wm: Any, cfg: TaskEvalConfig,
               strip_path: Path | None = None, goal_cache: dict | None = None) -> TaskTrial:
     """One closed-loop episode of `inst` with the method's policy; the arm and goal_arm are reset here.
-    goal_cache: {(task, seed, cameras, approach_legs, stroke_legs): (sub-goal frames, oracle info)} shared by the methods of one
-    evaluation."""
+    goal_cache: {(task, seed, cameras, approach_legs, stroke_legs): (sub-goal frames, oracle info)} shared by the
+    methods of one evaluation."""
     import torch
 
     from robot.simtools.tasks import CUBE, go_ready, goal_frames, success

@@ -198,10 +198,10 @@ def _split_stroke(task: str, plan: list[tuple[np.ndarray, float, str]], stroke_l
 
 def goal_frames(inst: TaskInstance, arm: PhysicsArm, cameras: tuple[str, ...] = (), approach_legs: int = 1,
                 stroke_legs: int = 1) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Sub-goal frames [uint8 [S, S, 3]] of the task (subgoal_phases(task, approach_legs, stroke_legs)), rendered by running the
-    scripted oracle from the instance's layout on `arm` (a private scene; it is reset). Also returns what the oracle
-    reached: {"success": bool, "states": [7-D state per sub-goal], "views": {camera: [frames]} for each of
-    `cameras` (multi-view planning; the arm's own camera's are `frames`)}. An intermediate approach sub-goal is
+    """Sub-goal frames [uint8 [S, S, 3]] of the task (subgoal_phases(task, approach_legs, stroke_legs)), rendered
+    by running the scripted oracle from the instance's layout on `arm` (a private scene; it is reset). Also returns
+    what the oracle reached: {"success": bool, "states": [7-D state per sub-goal], "views": {camera: [frames]} for
+    each of `cameras` (multi-view planning; the arm's own camera's are `frames`)}. An intermediate approach sub-goal is
     the arm moved from READY to k/approach_legs of the way to the first waypoint, the cube untouched; an
     intermediate stroke sub-goal is the oracle's own state k/stroke_legs of the way along the stroke."""
     phases = subgoal_phases(inst.task, approach_legs, stroke_legs)
