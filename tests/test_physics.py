@@ -512,3 +512,17 @@ def test_grip_choice_toggles_only_when_the_energy_says_so_by_the_margin():
     assert pol.planner.model_evals == 12 and pol.wm.calls == 6
     with pytest.raises(ValueError, match="grip_choice must be in"):
         TaskEvalConfig(task="grasp", grip_choice=1.5)
+
+
+@pytest.mark.parametrize("flag", ["--approach-legs", "--stroke-legs"])
+def test_run_mpc_leg_flags_need_a_task(flag, capsys):
+    """run_mpc's --approach-legs / --stroke-legs shape a task's sub-goals: without --task, or below 1, refused by
+    name; with a task the value is kept."""
+    from robot.run_mpc import parse_args
+
+    for argv in (["--sim", "--goal-offset", "0", "0", "0.05", flag, "2"], ["--sim", "--task", "push", flag, "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        assert f"{flag} needs --task and a value >= 1" in capsys.readouterr().err
+    args = parse_args(["--sim", "--task", "pick_place", flag, "3"])
+    assert getattr(args, flag[2:].replace("-", "_")) == 3
