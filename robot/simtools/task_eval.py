@@ -399,9 +399,10 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
             grip = 0.0
         arm.move_to(target, grip)
         frames.append(arm.render())
-        trace.append([round(float(v), 4) for v in (*arm.state()[:3], arm.grip_command, *arm.object_xyz(CUBE))])
+        hand = np.asarray(arm.state()[:3])
+        trace.append([round(float(v), 4) for v in (*hand, arm.grip_command, *arm.object_xyz(CUBE))])
         if sub_at:
-            e = float(np.linalg.norm(np.asarray(arm.state()[:3]) - np.asarray(oracle["states"][sub_at[-1]][:3])))
+            e = float(np.linalg.norm(hand - np.asarray(oracle["states"][sub_at[-1]][:3])))
             prev = hand_err[sub_at[-1]]
             hand_err[sub_at[-1]] = e if prev is None else min(prev, e)
         ok, _ = success(inst, arm)
