@@ -187,6 +187,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--stroke-legs", type=int, default=None,
                    help="(--task push / pick_place) legs of the stroke that moves the cube (the push; the carry from "
                         "lifted to over the target): N-1 intermediate sub-goal images on it (default: sim-eval's)")
+    g.add_argument("--lower-legs", type=int, default=None,
+                   help="(--task pick_place) legs of the descent with the cube from over the target to just above "
+                        "it: N-1 intermediate sub-goal images on it (default: sim-eval's, 2)")
     m = p.add_argument_group("world model")
     m.add_argument("--encoder", help="encoder checkpoint (our .safetensors or Meta's .pt)")
     m.add_argument("--predictor", help="AC predictor checkpoint (Meta's vjepa2-ac-*.pt or our .safetensors)")
@@ -226,7 +229,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r = p.add_argument_group("run")
     r.add_argument("--max-steps", type=int, default=None,
                    help="MPC steps (plans executed); default 10, with --task the sum of its sub-goals' budgets "
-                        "(sim-eval's: grasp 17, push 17, pick_place 32 with 2 approach legs)")
+                        "(sim-eval's: grasp 17, push 17, pick_place 33 with 2 approach and 2 descent legs)")
     r.add_argument("--log-dir", default="runs/mpc", help="where the episode, logs and plots go")
     r.add_argument("--camera", default=None, choices=["sim", "opencv", "realsense"],
                    help="default: sim with --sim, opencv otherwise")
@@ -261,6 +264,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--approach-legs needs --task and a value >= 1")
     if args.stroke_legs is not None and (args.task is None or args.stroke_legs < 1):
         p.error("--stroke-legs needs --task and a value >= 1")
+    if args.lower_legs is not None and (args.task is None or args.lower_legs < 1):
+        p.error("--lower-legs needs --task and a value >= 1")
     if args.goal is None and args.goal_offset is None and args.task is None:
         p.error("give --goal IMAGE [IMAGE ...], (with --sim) --goal-offset DX DY DZ, or (with --sim) --task NAME")
     if args.goal_offset is not None and not args.sim:

@@ -113,16 +113,17 @@ def test_approach_legs_add_intermediate_subgoals_on_the_way_to_the_first(arm):
         TaskEvalConfig(task="grasp", approach_legs=2, subgoal_steps=(4, 4, 2, 4))
 
 
-@pytest.mark.parametrize("task, prefix, start, end", [("push", "push", "prepush", "pushed"),
-                                                      ("pick_place", "carry", "lifted", "over_target")])
-def test_stroke_legs_add_subgoals_along_the_stroke_with_the_cube_moved(arm, task, prefix, start, end):
-    """stroke_legs=3 adds two sub-goal images on the stroke that moves the cube: the oracle's hand a third and two
-    thirds of the way from `start` to `end`, the cube carried (pushed) along; the other frames are unchanged and
-    the oracle still solves the layout."""
+@pytest.mark.parametrize("task, legs, prefix, start, end", [("push", "stroke_legs", "push", "prepush", "pushed"),
+                                                            ("pick_place", "stroke_legs", "carry", "lifted", "over_target"),
+                                                            ("pick_place", "lower_legs", "lower", "over_target", "lowered")])
+def test_stroke_and_lower_legs_add_subgoals_along_the_way_with_the_cube_moved(arm, task, legs, prefix, start, end):
+    """stroke_legs=3 (lower_legs=3) adds two sub-goal images on the stroke that moves the cube (pick_place's descent
+    with it): the oracle's hand a third and two thirds of the way from `start` to `end`, the cube carried (pushed)
+    along; the other frames are unchanged and the oracle still solves the layout."""
     inst = draw_task(task, 4)
     base, base_oracle = goal_frames(inst, arm)
-    frames, oracle = goal_frames(inst, arm, (), stroke_legs=3)
-    phases = subgoal_phases(task, 1, 3)
+    frames, oracle = goal_frames(inst, arm, (), **{legs: 3})
+    phases = subgoal_phases(task, 1, **{legs: 3})
     i = phases.index(end)
     assert phases[i - 3:i + 1] == (start, f"{prefix}_1", f"{prefix}_2", end)
     assert phases[:i - 2] + phases[i:] == SUBGOAL_PHASES[task] and len(frames) == len(base) + 2
@@ -134,11 +135,21 @@ def test_stroke_legs_add_subgoals_along_the_stroke_with_the_cube_moved(arm, task
         hand = np.asarray(oracle["states"][i - 3 + k][:3])
         assert np.linalg.norm(hand - (s0 + (s1 - s0) * k / 3)) < 0.01, (k, hand)
         assert np.abs(frames[i - 3 + k].astype(int) - frames[i - 3 + k - 1]).mean() > 0.5  # the scene changed
-    cfg = TaskEvalConfig(task=task, approach_legs=1, stroke_legs=3)
+    cfg = TaskEvalConfig(task=task, approach_legs=1, **{"stroke_legs": 1, "lower_legs": 1, legs: 3})
     assert cfg.phases == phases and cfg.budgets[i - 2:i] == (3, 3) and cfg.steps == sum(cfg.budgets)
-    assert subgoal_phases("grasp", 1, 3) == SUBGOAL_PHASES["grasp"]  # no stroke: the lift is one short leg
-    with pytest.raises(ValueError, match="stroke_legs must be >= 1, got 0"):
-        TaskEvalConfig(task=task, stroke_legs=0)
+    assert subgoal_phases("grasp", 1, **{legs: 3}) == SUBGOAL_PHASES["grasp"]  # no stroke, no descent with the cube
+    with pytest.raises(ValueError, match=f"{legs} must be >= 1, got 0"):
+        TaskEvalConfig(task=task, **{legs: 0})
+
+
+def test_pick_place_plans_the_descent_in_two_legs_by_default():
+    """sim-eval's pick_place: one sub-goal halfway down from over the target to "lowered" (3 + 3 steps)."""
+    cfg = TaskEvalConfig(task="pick_place")
+    assert cfg.phases == subgoal_phases("pick_place", 2, 1, 2)
+    i = cfg.phases.index("lower_1")
+    assert cfg.phases[i - 1:i + 3] == ("over_target", "lower_1", "lowered", "placed")
+    assert cfg.budgets[i:i + 2] == (3, 3) and cfg.steps == 33
+    assert "lower_1" not in TaskEvalConfig(task="pick_place", lower_legs=1).phases
 
 
 def test_grasp_needs_a_hold_and_5_cm(arm):

@@ -25,9 +25,9 @@ def prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
 
     inst = draw_task(args.task, 0 if args.task_seed is None else args.task_seed)
     with PhysicsArm(args.sim_camera, 256) as arm:
-        given = {k: getattr(args, k, None) for k in ("approach_legs", "stroke_legs")}
+        given = {k: getattr(args, k, None) for k in ("approach_legs", "stroke_legs", "lower_legs")}
         cfg = TaskEvalConfig(task=args.task, **{k: v for k, v in given.items() if v is not None})
-        goals, oracle = goal_frames(inst, arm, (), cfg.approach_legs, cfg.stroke_legs)
+        goals, oracle = goal_frames(inst, arm, (), cfg.approach_legs, cfg.stroke_legs, cfg.lower_legs)
     for k, frame in enumerate(goals):
         save_png(frame, log_dir / f"goal_{k}.png")
     ws = manipulation_safety()

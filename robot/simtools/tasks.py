@@ -132,6 +132,10 @@ SUBGOAL_PHASES = {"grasp": ("above", "down", "grasp", "lifted"), "push": ("above
 # The stroke that moves the cube, which stroke_legs > 1 splits (subgoal_phases): pick_place's carry from "lifted"
 # to "over_target", push's push from "prepush" to "pushed" (prefix of the intermediate sub-goals, from, to).
 STROKES = {"pick_place": ("carry", "lifted", "over_target"), "push": ("push", "prepush", "pushed")}
+# pick_place's descent with the cube, from "over_target" to "lowered", which lower_legs > 1 splits ("lower_k"): the
+# scene camera's latent distance saturates past ~5 cm of hand travel (to "lowered", 0.233 from over the target, 0.230
+# from 6 cm above it, 0.002 there; MANIP_RECIPE.md try 8), so one 10 cm leg let the energy pull the hand up and aside.
+LOWERS = {"pick_place": ("lower", "over_target", "lowered")}
 
 
 def split_move(start: np.ndarray, end: np.ndarray, max_delta: float = 0.05) -> list[np.ndarray]:
@@ -163,52 +167,58 @@ def go_ready(arm: PhysicsArm, ready: np.ndarray = READY) -> None:
     arm.teleport(ready)
 
 
-def subgoal_phases(task: str, approach_legs: int = 1, stroke_legs: int = 1) -> tuple[str, ...]:
+def subgoal_phases(task: str, approach_legs: int = 1, stroke_legs: int = 1, lower_legs: int = 1) -> tuple[str, ...]:
     """The task's sub-goals (SUBGOAL_PHASES) with approach_legs - 1 intermediate ones ("approach_1", ...) on the
     straight line from READY to the first ("above"): shorter legs, where the latent energy points the way better
     (scripts/view_landscape.py: cosine 0.47 from READY, 0.72 from halfway, table_right); and stroke_legs - 1 on the
     stroke that moves the cube (STROKES: "carry_k" from lifted to over the target, "push_k" along the push), the
-    cube moved with it. Grasp has no stroke (its lift is one short leg)."""
+    cube moved with it; and lower_legs - 1 on pick_place's descent with the cube (LOWERS: "lower_k" from over the
+    target to "lowered"). Grasp has no stroke (its lift is one short leg)."""
     check_task(task)
-    if approach_legs < 1:
-        raise ValueError(f"approach_legs must be >= 1, got {approach_legs}")
-    if stroke_legs < 1:
-        raise ValueError(f"stroke_legs must be >= 1, got {stroke_legs}")
+    for name, legs in (("approach_legs", approach_legs), ("stroke_legs", stroke_legs), ("lower_legs", lower_legs)):
+        if legs < 1:
+            raise ValueError(f"{name} must be >= 1, got {legs}")
     phases = tuple(f"approach_{k}" for k in range(1, approach_legs)) + SUBGOAL_PHASES[task]
-    if task not in STROKES or stroke_legs == 1:
-        return phases
-    prefix, _, end = STROKES[task]
-    i = phases.index(end)
-    return phases[:i] + tuple(f"{prefix}_{k}" for k in range(1, stroke_legs)) + phases[i:]
+    for splits, legs in ((STROKES, stroke_legs), (LOWERS, lower_legs)):
+        if task in splits and legs > 1:
+            prefix, _, end = splits[task]
+            i = phases.index(end)
+            phases = phases[:i] + tuple(f"{prefix}_{k}" for k in range(1, legs)) + phases[i:]
+    return phases
 
 
-def _split_stroke(task: str, plan: list[tuple[np.ndarray, float, str]], stroke_legs: int
+def _split_stroke(task: str, plan: list[tuple[np.ndarray, float, str]], stroke_legs: int, lower_legs: int = 1
                   ) -> list[tuple[np.ndarray, float, str]]:
-    """The scripted plan with stroke_legs - 1 waypoints inserted on the straight line of the task's stroke (STROKES);
-    the oracle's path is unchanged, each intermediate point named as its sub-goal."""
-    if task not in STROKES or stroke_legs == 1:
-        return plan
-    prefix, start, end = STROKES[task]
-    names = [p for _, _, p in plan]
-    a, b = np.asarray(plan[names.index(start)][0]), plan[names.index(end)]
-    extra = [(a + (np.asarray(b[0]) - a) * (k / stroke_legs), b[1], f"{prefix}_{k}") for k in range(1, stroke_legs)]
-    i = names.index(end)
-    return plan[:i] + extra + plan[i:]
+    """The scripted plan with stroke_legs - 1 waypoints inserted on the straight line of the task's stroke (STROKES)
+    and lower_legs - 1 on its descent with the cube (LOWERS); the oracle's path is unchanged, each intermediate point
+    named as its sub-goal."""
+    for splits, legs in ((STROKES, stroke_legs), (LOWERS, lower_legs)):
+        if task not in splits or legs == 1:
+            continue
+        prefix, start, end = splits[task]
+        names = [p for _, _, p in plan]
+        a, b = np.asarray(plan[names.index(start)][0]), plan[names.index(end)]
+        extra = [(a + (np.asarray(b[0]) - a) * (k / legs), b[1], f"{prefix}_{k}") for k in range(1, legs)]
+        i = names.index(end)
+        plan = plan[:i] + extra + plan[i:]
+    return plan
 
 
 def goal_frames(inst: TaskInstance, arm: PhysicsArm, cameras: tuple[str, ...] = (), approach_legs: int = 1,
-                stroke_legs: int = 1) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Sub-goal frames [uint8 [S, S, 3]] of the task (subgoal_phases(task, approach_legs, stroke_legs)), rendered
-    by running the scripted oracle from the instance's layout on `arm` (a private scene; it is reset). Also returns
+                stroke_legs: int = 1, lower_legs: int = 1) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Sub-goal frames [uint8 [S, S, 3]] of the task (subgoal_phases(task, approach_legs, stroke_legs, lower_legs)),
+    rendered by running the scripted oracle from the instance's layout on `arm` (a private scene; it is reset). Also returns
     what the oracle reached: {"success": bool, "states": [7-D state per sub-goal], "views": {camera: [frames]} for
     each of `cameras` (multi-view planning; the arm's own camera's are `frames`)}. An intermediate approach sub-goal is
     the arm moved from READY to k/approach_legs of the way to the first waypoint, the cube untouched; an
-    intermediate stroke sub-goal is the oracle's own state k/stroke_legs of the way along the stroke."""
-    phases = subgoal_phases(inst.task, approach_legs, stroke_legs)
+    intermediate stroke (descent) sub-goal is the oracle's own state k/stroke_legs (k/lower_legs) of the way along
+    it."""
+    phases = subgoal_phases(inst.task, approach_legs, stroke_legs, lower_legs)
     arm.reset(inst.layout)
     go_ready(arm)
     ready = arm.snapshot()
-    plan = _split_stroke(inst.task, scripted_plan(inst.task, arm.object_xyz(CUBE), inst.target), stroke_legs)
+    plan = _split_stroke(inst.task, scripted_plan(inst.task, arm.object_xyz(CUBE), inst.target), stroke_legs,
+                         lower_legs)
     snaps = run_script(arm, plan)
     ok, _ = success(inst, arm)
     first_xyz, first_grip = np.asarray(plan[0][0], dtype=np.float64), plan[0][1]
