@@ -229,7 +229,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r = p.add_argument_group("run")
     r.add_argument("--max-steps", type=int, default=None,
                    help="MPC steps (plans executed); default 10, with --task the sum of its sub-goals' budgets "
-                        "(sim-eval's: grasp 17, push 17, pick_place 33 with 2 approach and 2 descent legs)")
+                        "(sim-eval's: grasp 17, push 20, pick_place 33: 2 approach legs, 2 push legs, 2 descent legs)")
     r.add_argument("--log-dir", default="runs/mpc", help="where the episode, logs and plots go")
     r.add_argument("--camera", default=None, choices=["sim", "opencv", "realsense"],
                    help="default: sim with --sim, opencv otherwise")

@@ -113,9 +113,10 @@ def test_approach_legs_add_intermediate_subgoals_on_the_way_to_the_first(arm):
         TaskEvalConfig(task="grasp", approach_legs=2, subgoal_steps=(4, 4, 2, 4))
 
 
-@pytest.mark.parametrize("task, legs, prefix, start, end", [("push", "stroke_legs", "push", "prepush", "pushed"),
-                                                            ("pick_place", "stroke_legs", "carry", "lifted", "over_target"),
-                                                            ("pick_place", "lower_legs", "lower", "over_target", "lowered")])
+@pytest.mark.parametrize("task, legs, prefix, start, end", [
+    ("push", "stroke_legs", "push", "prepush", "pushed"),
+    ("pick_place", "stroke_legs", "carry", "lifted", "over_target"),
+    ("pick_place", "lower_legs", "lower", "over_target", "lowered")])
 def test_stroke_and_lower_legs_add_subgoals_along_the_way_with_the_cube_moved(arm, task, legs, prefix, start, end):
     """stroke_legs=3 (lower_legs=3) adds two sub-goal images on the stroke that moves the cube (pick_place's descent
     with it): the oracle's hand a third and two thirds of the way from `start` to `end`, the cube carried (pushed)
@@ -138,13 +139,19 @@ def test_stroke_and_lower_legs_add_subgoals_along_the_way_with_the_cube_moved(ar
     cfg = TaskEvalConfig(task=task, approach_legs=1, **{"stroke_legs": 1, "lower_legs": 1, legs: 3})
     assert cfg.phases == phases and cfg.budgets[i - 2:i] == (3, 3) and cfg.steps == sum(cfg.budgets)
     assert subgoal_phases("grasp", 1, **{legs: 3}) == SUBGOAL_PHASES["grasp"]  # no stroke, no descent with the cube
-    with pytest.raises(ValueError, match=f"{legs} must be >= 1, got 0"):
-        TaskEvalConfig(task=task, **{legs: 0})
+    with pytest.raises(ValueError, match=f"{legs} must be >= 1.* got -1"):
+        TaskEvalConfig(task=task, **{legs: -1})
 
 
-def test_pick_place_plans_the_descent_in_two_legs_by_default():
-    """sim-eval's pick_place: one sub-goal halfway down from over the target to "lowered" (3 + 3 steps)."""
+def test_default_legs_split_the_push_and_the_descent_with_the_cube_in_two():
+    """sim-eval's defaults: push with one sub-goal halfway along the push; pick_place with one halfway down from over
+    the target to "lowered" (3 + 3 steps), its carry in one leg; stroke_legs 0 means the task's."""
+    push = TaskEvalConfig(task="push")
+    assert push.strokes == 2 and push.phases == subgoal_phases("push", 2, 2)
+    assert push.phases[-3:] == ("prepush", "push_1", "pushed") and push.steps == 3 + 4 + 4 + 3 + 6
+    assert TaskEvalConfig(task="push", stroke_legs=1).phases[-2:] == ("prepush", "pushed")
     cfg = TaskEvalConfig(task="pick_place")
+    assert cfg.strokes == 1 and TaskEvalConfig(task="pick_place", stroke_legs=2).strokes == 2
     assert cfg.phases == subgoal_phases("pick_place", 2, 1, 2)
     i = cfg.phases.index("lower_1")
     assert cfg.phases[i - 1:i + 3] == ("over_target", "lower_1", "lowered", "placed")
@@ -361,7 +368,7 @@ def test_run_mpc_task_through_the_protocol(tmp_path: Path, capsys):
     assert rc == 0, out
     assert f"task push (layout seed {2}): FAILED" in out and "target_distance_m" in out
     assert sorted(p.name for p in (tmp_path / "run").glob("goal_*.png")) == [
-        f"goal_{k}.png" for k in range(len(subgoal_phases("push", 2)))]  # sim-eval's default approach legs
+        f"goal_{k}.png" for k in range(len(subgoal_phases("push", 2, 2)))]  # sim-eval's default approach and push legs
     log = [json.loads(line) for line in (tmp_path / "run" / "mpc_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "plan" in r]
     assert len(steps) == 2 and all(len(r["plan"][0]) == 7 for r in steps)
@@ -525,10 +532,10 @@ def test_grip_choice_toggles_only_when_the_energy_says_so_by_the_margin():
         TaskEvalConfig(task="grasp", grip_choice=1.5)
 
 
-@pytest.mark.parametrize("flag", ["--approach-legs", "--stroke-legs"])
+@pytest.mark.parametrize("flag", ["--approach-legs", "--stroke-legs", "--lower-legs"])
 def test_run_mpc_leg_flags_need_a_task(flag, capsys):
-    """run_mpc's --approach-legs / --stroke-legs shape a task's sub-goals: without --task, or below 1, refused by
-    name; with a task the value is kept."""
+    """run_mpc's --approach-legs / --stroke-legs / --lower-legs shape a task's sub-goals: without --task, or below 1,
+    refused by name; with a task the value is kept."""
     from robot.run_mpc import parse_args
 
     for argv in (["--sim", "--goal-offset", "0", "0", "0.05", flag, "2"], ["--sim", "--task", "push", flag, "0"]):

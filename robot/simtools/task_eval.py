@@ -63,7 +63,8 @@ _LOG = logging.getLogger("task_eval")
 BASELINES = ("random-model", "random-actions", "oracle")
 # Step budget per sub-goal (robot.simtools.tasks.subgoal_phases), by task and phase; the intermediate sub-goals
 # ("approach_k", "carry_k", "push_k", "lower_k") by prefix. A trial's default length is the sum of its sub-goals'
-# budgets: grasp 17, push 17, pick_place 33 (TaskEvalConfig's defaults: two approach legs, two descent legs).
+# budgets: grasp 17, push 20, pick_place 33 (TaskEvalConfig's defaults: two approach legs; push in two legs, the
+# descent with the cube in two).
 SUBGOAL_BUDGETS = {"grasp": {"above": 4, "down": 4, "grasp": 2, "lifted": 4},
                    "push": {"above": 4, "prepush": 4, "push": 3, "pushed": 6},
                    "pick_place": {"above": 4, "down": 4, "grasp": 2, "lifted": 3, "carry": 3, "over_target": 8,
@@ -72,6 +73,9 @@ SUBGOAL_BUDGETS = {"grasp": {"above": 4, "down": 4, "grasp": 2, "lifted": 4},
 # fingers stop at it; +1 is closing on nothing), so tasks that grasp need a bar below it (try 5 of MANIP_RECIPE.md);
 # push keeps the hand closed, and a lower bar there only lets planner noise open it (2/20 against 6/20, try 5).
 GRIP_THRESHOLDS = {"grasp": 0.25, "push": GRIP_THRESHOLD, "pick_place": 0.25}
+# Default legs of the stroke that moves the cube (TaskEvalConfig.stroke_legs = 0): push in two (16/20 against 12/20 in
+# one, seed 300, MANIP_RECIPE.md try 8); pick_place's carry in one (3 legs did not help, try 7).
+STROKE_LEGS = {"grasp": 1, "push": 2, "pick_place": 1}
 APPROACH_BUDGET = 3  # steps per intermediate approach sub-goal (TaskEvalConfig.approach_legs)
 CLOSE_ON_CUBE = 0.375  # the gripper state change the data record for closing on the cube (the fingers stop at it)
 
@@ -106,7 +110,7 @@ class TaskEvalConfig:
     grip_threshold: float = 0.0  # a planned gripper change past +-this closes / opens the hand; 0: per task (GRIP_THRESHOLDS: grasp and pick_place 0.25, below the +0.375 the data record for closing on the cube; push 0.5, whose hand stays closed)
     approach_legs: int = 2  # legs from READY to the first sub-goal ("above"): n > 1 adds n - 1 intermediate sub-goal images on the straight line (robot.simtools.tasks.subgoal_phases), each with a budget of 3 steps; 1 = straight to "above" (tries 1-5)
     grip_choice: float = 0.0  # 0: the planned gripper change acts past grip_threshold; m > 0: the gripper is chosen by the energy instead: the plan's first action rolled out with the hand kept and toggled (closed by +0.375, what the data record for a grasp, or opened to 0), the toggle taken when its energy is lower by the relative margin m
-    stroke_legs: int = 1  # legs of the stroke that moves the cube (pick_place: lifted -> over the target; push: the push): n > 1 adds n - 1 intermediate sub-goal images on it, the oracle's state there, 3 steps of budget each
+    stroke_legs: int = 0  # legs of the stroke that moves the cube (pick_place: lifted -> over the target; push: the push): n > 1 adds n - 1 intermediate sub-goal images on it, the oracle's state there, 3 steps of budget each; 0: per task (STROKE_LEGS: push 2, pick_place 1)
     lower_legs: int = 2  # pick_place: legs of the descent with the cube from over the target to "lowered": n > 1 adds n - 1 intermediate sub-goal images on it (3 steps of budget each); 1: one 10 cm leg, on which the scene camera's energy pulled the hand up and aside (tries 1-7, MANIP_RECIPE.md try 8)
     view_weights: str = ""  # multi-view models (FILE1+FILE2): per sub-goal, the views' energy weights, e.g. "1,0;1,0;1,1" (sub-goals 1-2: the first view only; then both; the last group holds for later sub-goals); "": the first view alone toward the approach sub-goals and "above" (a hand camera does not see the cube from afar), every view 1 after
 
@@ -127,9 +131,10 @@ class TaskEvalConfig:
             raise ValueError(f"approach_legs must be >= 1, got {self.approach_legs}")
         if not 0.0 <= self.grip_choice < 1.0:
             raise ValueError(f"grip_choice must be in [0, 1) (a relative energy margin; 0: off), got {self.grip_choice}")
-        for name in ("stroke_legs", "lower_legs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.stroke_legs < 0:
+            raise ValueError(f"stroke_legs must be >= 1 (or 0: per task), got {self.stroke_legs}")
+        if self.lower_legs < 1:
+            raise ValueError(f"lower_legs must be >= 1, got {self.lower_legs}")
         if self.subgoal_steps and len(self.subgoal_steps) != len(self.phases):
             raise ValueError(f"{self.task} has {len(self.phases)} sub-goals ({', '.join(self.phases)}), got "
                              f"{len(self.subgoal_steps)} budgets")
@@ -167,7 +172,12 @@ class TaskEvalConfig:
 
     @property
     def phases(self) -> tuple[str, ...]:
-        return subgoal_phases(self.task, self.approach_legs, self.stroke_legs, self.lower_legs)
+        return subgoal_phases(self.task, self.approach_legs, self.strokes, self.lower_legs)
+
+    @property
+    def strokes(self) -> int:
+        """The legs of the stroke that moves the cube in use: stroke_legs, or the task's (STROKE_LEGS)."""
+        return self.stroke_legs or STROKE_LEGS[self.task]
 
     @property
     def steps(self) -> int:
@@ -345,11 +355,11 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
     from robot.simtools.tasks import CUBE, go_ready, goal_frames, success
 
     cams = tuple(getattr(wm, "cameras", None) or ())
-    key = (inst.task, inst.seed, cams, cfg.approach_legs, cfg.stroke_legs, cfg.lower_legs)
+    key = (inst.task, inst.seed, cams, cfg.approach_legs, cfg.strokes, cfg.lower_legs)
     if goal_cache is not None and key in goal_cache:
         goals, oracle = goal_cache[key]
     else:
-        goals, oracle = goal_frames(inst, goal_arm, cams, cfg.approach_legs, cfg.stroke_legs, cfg.lower_legs)
+        goals, oracle = goal_frames(inst, goal_arm, cams, cfg.approach_legs, cfg.strokes, cfg.lower_legs)
         if goal_cache is not None:
             goal_cache[key] = (goals, oracle)
     arm.reset(inst.layout)

@@ -27,7 +27,7 @@ def prepare_task(args: argparse.Namespace, log_dir: Path) -> dict:
     with PhysicsArm(args.sim_camera, 256) as arm:
         given = {k: getattr(args, k, None) for k in ("approach_legs", "stroke_legs", "lower_legs")}
         cfg = TaskEvalConfig(task=args.task, **{k: v for k, v in given.items() if v is not None})
-        goals, oracle = goal_frames(inst, arm, (), cfg.approach_legs, cfg.stroke_legs, cfg.lower_legs)
+        goals, oracle = goal_frames(inst, arm, (), cfg.approach_legs, cfg.strokes, cfg.lower_legs)
     for k, frame in enumerate(goals):
         save_png(frame, log_dir / f"goal_{k}.png")
     ws = manipulation_safety()
