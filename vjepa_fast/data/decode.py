@@ -99,7 +99,7 @@ def _collect_frames(
     before it: the caller decides whether that prefix is enough.
     """
     def keep(f: Any) -> Any:
-        return torch.from_numpy(f.to_ndarray(format="rgb24")) if convert_now else f
+        return torch.from_numpy(_rgb24(f)) if convert_now else f
 
     p, counter, decoded = 0, first, 0
     prev = prev_kept = None  # the previous decoded frame, and what was kept of it (None: not kept)
@@ -133,13 +133,35 @@ def _collect_frames(
     return decoded
 
 
+_REFORMATTERS: dict[int, Any] = {}  # pid -> this process's own VideoReformatter (inherited ones are never touched)
+
+
+def _rgb24(frame: Any) -> Any:
+    """uint8 [H, W, 3] RGB of a PyAV frame, converted by a single-threaded reformatter of this process's own.
+
+    PyAV's `to_ndarray(format=...)` goes through a shared reformatter whose libswscale context keeps slice threads;
+    a DataLoader worker forked after the parent decoded inherits them, and PyAV 18.1.1 deadlocked there
+    (pthread_cond_destroy in sws_frame_setup). One thread converts the same pixels."""
+    pid = os.getpid()
+    fmt = _REFORMATTERS.get(pid)
+    if fmt is None:
+        from av.video.reformatter import VideoReformatter
+
+        fmt = _REFORMATTERS[pid] = VideoReformatter()
+    try:
+        out = fmt.reformat(frame, format="rgb24", threads=1)
+    except TypeError:  # a PyAV without the threads argument (< 16) converts on one thread anyway
+        out = fmt.reformat(frame, format="rgb24")
+    return out.to_ndarray()
+
+
 def _to_rgb(frames: Sequence[Any]) -> list[torch.Tensor]:
     """uint8 [H, W, 3] RGB of each PyAV frame; a frame listed several times is converted once (shared tensor)."""
     converted: dict[int, torch.Tensor] = {}
     out = []
     for f in frames:
         if id(f) not in converted:
-            converted[id(f)] = torch.from_numpy(f.to_ndarray(format="rgb24"))
+            converted[id(f)] = torch.from_numpy(_rgb24(f))
         out.append(converted[id(f)])
     return out
 
