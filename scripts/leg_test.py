@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from robot.simtools.physics import PhysicsArm
-    from robot.simtools.task_eval import ModelPolicy, TaskEvalConfig, encode, load_model, render_views
+    from robot.simtools.task_eval import (ModelPolicy, TaskEvalConfig, encode, execute, load_model,
+                                          render_views)
     from robot.simtools.tasks import (CUBE, _split_stroke, draw_task, go_ready, run_script, scripted_plan,
                                       subgoal_phases, success)
     from vjepa_fast.planning import SubgoalSchedule
@@ -109,14 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     if weights:
                         wm.set_weights(weights[k])
                         goal = wm.weigh(goal)
-                action = policy.act(z, arm.state(), goal)
-                target, _ = arm.target_for(np.r_[action[:3], 0.0, 0.0, 0.0, 0.0])
-                grip = arm.grip_command
-                if action[6] > cfg.grip:
-                    grip = 1.0
-                elif action[6] < -cfg.grip:
-                    grip = 0.0
-                arm.move_to(target, grip)
+                execute(arm, policy.act(z, arm.state(), goal), cfg.grip)
                 on.append(k)
                 if k <= todo.index(leg_end):
                     closest = min(closest, float(np.linalg.norm(np.asarray(arm.state()[:3]) - want)))

@@ -345,6 +345,18 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
     return methods
 
 
+def execute(arm: Any, action: np.ndarray, grip_threshold: float) -> None:
+    """One planned action [7] on the arm: the xyz step through the safety clamp; the hand closed when the planned
+    gripper change is > +grip_threshold, opened when < -grip_threshold, else as it is; then the arm at rest."""
+    target, _ = arm.target_for(np.r_[action[:3], 0.0, 0.0, 0.0, 0.0])
+    grip = arm.grip_command
+    if action[6] > grip_threshold:
+        grip = 1.0
+    elif action[6] < -grip_threshold:
+        grip = 0.0
+    arm.move_to(target, grip)
+
+
 def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: Any, wm: Any, cfg: TaskEvalConfig,
               strip_path: Path | None = None, goal_cache: dict | None = None) -> TaskTrial:
     """One closed-loop episode of `inst` with the method's policy; the arm and goal_arm are reset here.
@@ -403,13 +415,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
             sub_at.append(k)
         action = np.asarray(policy.act(z_obs, state, z_goal), dtype=np.float64)
         plan_s.append(time.perf_counter() - t0)
-        target, _ = arm.target_for(np.r_[action[:3], 0.0, 0.0, 0.0, 0.0])
-        grip = arm.grip_command
-        if action[6] > cfg.grip:
-            grip = 1.0
-        elif action[6] < -cfg.grip:
-            grip = 0.0
-        arm.move_to(target, grip)
+        execute(arm, action, cfg.grip)
         frames.append(arm.render())
         hand = np.asarray(arm.state()[:3])
         trace.append([round(float(v), 4) for v in (*hand, arm.grip_command, *arm.object_xyz(CUBE))])
