@@ -146,11 +146,13 @@ def planner_config(args: argparse.Namespace):
     from vjepa_fast.planning import PlannerConfig
 
     sizes = dict(PLANNER_DEFAULTS)
-    if args.task:  # sim-eval's CEM for the task (192 x 4; MANIP_RECIPE.md try 7), unless flags say otherwise
+    if args.task:  # sim-eval's CEM for the task (192 x 4, its gripper refit; MANIP_RECIPE.md tries 7, 9), unless
+        # flags say otherwise
         from robot.simtools.task_eval import TaskEvalConfig
 
         t = TaskEvalConfig(task=args.task)
-        sizes.update(num_samples=t.samples, topk=t.topk, iterations=t.iterations, horizon=t.horizon)
+        sizes.update(num_samples=t.samples, topk=t.topk, iterations=t.iterations, horizon=t.horizon,
+                     gripper_range_fit=t.fit)
     base = PlannerConfig(**sizes, max_norm=args.max_step, bound=args.bound,
                          gripper="plan" if args.task else "hold", gripper_range=bool(args.task))
 

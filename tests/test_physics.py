@@ -116,11 +116,13 @@ def test_approach_legs_add_intermediate_subgoals_on_the_way_to_the_first(arm):
 @pytest.mark.parametrize("task, legs, prefix, start, end", [
     ("push", "stroke_legs", "push", "prepush", "pushed"),
     ("pick_place", "stroke_legs", "carry", "lifted", "over_target"),
-    ("pick_place", "lower_legs", "lower", "over_target", "lowered")])
+    ("pick_place", "lower_legs", "lower", "over_target", "lowered"),
+    ("push", "lower_legs", "descend", "above", "prepush")])
 def test_stroke_and_lower_legs_add_subgoals_along_the_way_with_the_cube_moved(arm, task, legs, prefix, start, end):
-    """stroke_legs=3 (lower_legs=3) adds two sub-goal images on the stroke that moves the cube (pick_place's descent
-    with it): the oracle's hand a third and two thirds of the way from `start` to `end`, the cube carried (pushed)
-    along; the other frames are unchanged and the oracle still solves the layout."""
+    """stroke_legs=3 (lower_legs=3) adds two sub-goal images on the stroke that moves the cube (on the task's
+    descent: pick_place's with the cube, push's to behind it): the oracle's hand a third and two thirds of the way
+    from `start` to `end`, the cube carried (pushed) along; the other frames are unchanged and the oracle still
+    solves the layout."""
     inst = draw_task(task, 4)
     base, base_oracle = goal_frames(inst, arm)
     frames, oracle = goal_frames(inst, arm, (), **{legs: 3})
@@ -143,13 +145,18 @@ def test_stroke_and_lower_legs_add_subgoals_along_the_way_with_the_cube_moved(ar
         TaskEvalConfig(task=task, **{legs: -1})
 
 
-def test_default_legs_split_the_push_and_the_descent_with_the_cube_in_two():
-    """sim-eval's defaults: push with one sub-goal halfway along the push; pick_place with one halfway down from over
-    the target to "lowered" (3 + 3 steps), its carry in one leg; stroke_legs 0 means the task's."""
+def test_default_legs_split_the_push_and_the_descents_in_two():
+    """sim-eval's defaults: push with one sub-goal halfway down behind the cube and one halfway along the push;
+    pick_place with one halfway down from over the target to "lowered" (3 + 3 steps), its carry in one leg;
+    stroke_legs 0 means the task's."""
     push = TaskEvalConfig(task="push")
-    assert push.strokes == 2 and push.phases == subgoal_phases("push", 2, 2)
-    assert push.phases[-3:] == ("prepush", "push_1", "pushed") and push.steps == 3 + 4 + 4 + 3 + 6
-    assert TaskEvalConfig(task="push", stroke_legs=1).phases[-2:] == ("prepush", "pushed")
+    assert push.strokes == 2 and push.phases == subgoal_phases("push", 2, 2, 2)
+    assert push.phases[-5:] == ("above", "descend_1", "prepush", "push_1", "pushed")
+    assert push.steps == 3 + 4 + 3 + 4 + 3 + 6
+    assert TaskEvalConfig(task="push", stroke_legs=1, lower_legs=1).phases[-3:] == ("above", "prepush", "pushed")
+    # the push's stroke planned on the scene view alone (FIRST_VIEW_PHASES), the far legs too; both views elsewhere
+    assert push.weights_for(2) == [[1.0, 0.0]] * 2 + [[1.0, 1.0]] * 2 + [[1.0, 0.0]] * 2
+    assert TaskEvalConfig(task="grasp").weights_for(2) == [[1.0, 0.0]] * 2 + [[1.0, 1.0]]
     cfg = TaskEvalConfig(task="pick_place")
     assert cfg.strokes == 1 and TaskEvalConfig(task="pick_place", stroke_legs=2).strokes == 2
     assert cfg.phases == subgoal_phases("pick_place", 2, 1, 2)
@@ -544,3 +551,33 @@ def test_run_mpc_leg_flags_need_a_task(flag, capsys):
         assert f"{flag} needs --task and a value >= 1" in capsys.readouterr().err
     args = parse_args(["--sim", "--task", "pick_place", flag, "3"])
     assert getattr(args, flag[2:].replace("-", "_")) == 3
+
+
+class _BlindModel:
+    """A planning model whose rollouts ignore the actions (only ModelPolicy's planner config is read)."""
+
+    latent_shape = (1, 3)
+
+    def rollout(self, z0, state, actions):
+        import torch
+
+        return torch.zeros(*actions.shape[:2], 1, 3)
+
+
+def test_gripper_refit_per_task_in_sim_eval_and_run_mpc():
+    """The CEM's gripper refit (PlannerConfig.gripper_range_fit) is the task's unless given: push "raw", grasp and
+    pick_place "clipped" (task_eval.GRIP_FITS); sim-eval's planner and run_mpc --task get the same one."""
+    from robot.run_mpc import parse_args, planner_config
+    from robot.simtools.task_eval import GRIP_FITS, ModelPolicy
+
+    assert GRIP_FITS == {"grasp": "clipped", "push": "raw", "pick_place": "clipped"}
+    for task, fit in GRIP_FITS.items():
+        assert TaskEvalConfig(task=task).fit == fit
+        assert planner_config(parse_args(["--sim", "--task", task])).gripper_range_fit == fit
+        cfg = ModelPolicy(_BlindModel(), TaskEvalConfig(task=task), seed=0).planner.config
+        assert cfg.gripper_range and cfg.gripper_range_fit == fit
+    assert TaskEvalConfig(task="push", grip_fit="clipped").fit == "clipped"
+    with pytest.raises(ValueError, match="gripper_range_fit must be 'raw' or 'clipped'"):
+        from vjepa_fast.planning import PlannerConfig
+
+        PlannerConfig(gripper_range_fit="mean")

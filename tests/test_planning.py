@@ -159,6 +159,29 @@ def test_gripper_range_stops_the_planner_scoring_changes_the_hand_cannot_make():
         assert abs(res.actions[0, 0, 6].item() - want) < 0.03, (on, res.actions[0, 0, 6].item())
 
 
+@pytest.mark.parametrize("grip", [0.0, 1.0])
+def test_gripper_range_raw_fit_does_not_lean_toward_toggling(grip):
+    """An energy blind to the gripper (the point model): refit on the clipped changes, the elites pile up at the
+    reachable bound and the returned change leans toward the other state (the mean past +-0.25 in most plans:
+    sim-eval's rule toggles the hand); refit on the drawn changes ("raw") it stays near 0."""
+    model = PointModel(quadratic_center=torch.tensor([0.02, 0.0, 0.0]))
+    state = torch.zeros(1, 7)
+    state[0, 6] = grip
+    toward = 1.0 if grip == 0.0 else -1.0  # the direction of a toggle
+    lean = {}
+    for fit in ("raw", "clipped"):
+        g = []
+        for seed in range(24):
+            cfg = PlannerConfig(num_samples=192, topk=16, iterations=4, horizon=1, gripper="plan", gripper_step=1.0,
+                                gripper_range=True, gripper_range_fit=fit, max_norm=0.05, bound="box", seed=seed)
+            res = CEMPlanner(model, cfg).plan(torch.zeros(1, 1, 3), state, torch.zeros(1, 1, 3))
+            g.append(res.actions[0, 0, 6].item() * toward)
+            assert 0.0 <= grip + res.actions[0, 0, 6].item() <= 1.0  # the returned change is one the hand can make
+        lean[fit] = sum(x > 0.25 for x in g) / len(g)
+    assert lean["clipped"] > 0.6, lean  # the bias the raw fit removes (so this test can fail)
+    assert lean["raw"] < 0.35, lean
+
+
 def test_closed_loop_subgoals_and_warm_start():
     """MPC on the point model: execute the first action, re-plan warm-started, switch sub-goals when reached."""
     model = PointModel()

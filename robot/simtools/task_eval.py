@@ -63,19 +63,33 @@ _LOG = logging.getLogger("task_eval")
 BASELINES = ("random-model", "random-actions", "oracle")
 # Step budget per sub-goal (robot.simtools.tasks.subgoal_phases), by task and phase; the intermediate sub-goals
 # ("approach_k", "carry_k", "push_k", "lower_k") by prefix. A trial's default length is the sum of its sub-goals'
-# budgets: grasp 17, push 20, pick_place 33 (TaskEvalConfig's defaults: two approach legs; push in two legs, the
-# descent with the cube in two).
+# budgets: grasp 17, push 23, pick_place 33 (TaskEvalConfig's defaults: two approach legs; push's descent behind the
+# cube and its push in two legs each, pick_place's descent with the cube in two).
 SUBGOAL_BUDGETS = {"grasp": {"above": 4, "down": 4, "grasp": 2, "lifted": 4},
-                   "push": {"above": 4, "prepush": 4, "push": 3, "pushed": 6},
+                   "push": {"above": 4, "descend": 3, "prepush": 4, "push": 3, "pushed": 6},
                    "pick_place": {"above": 4, "down": 4, "grasp": 2, "lifted": 3, "carry": 3, "over_target": 8,
                                   "lower": 3, "lowered": 3, "placed": 3}}
 # A planned gripper change past +-this closes / opens the hand. The data record closing on the cube as +0.375 (the
 # fingers stop at it; +1 is closing on nothing), so tasks that grasp need a bar below it (try 5 of MANIP_RECIPE.md);
 # push keeps the hand closed, and a lower bar there only lets planner noise open it (2/20 against 6/20, try 5).
 GRIP_THRESHOLDS = {"grasp": 0.25, "push": GRIP_THRESHOLD, "pick_place": 0.25}
+# What the CEM's gripper Gaussian is refit on (PlannerConfig.gripper_range_fit), per task. Refit on the clipped changes,
+# a gripper the energy says nothing about leans +-0.4 toward the other state (a planner test: past +-0.25 in 34-35 of
+# 40 plans, past 0.5 in 4-9; refit on the drawn ones 7 and 0-2). Push keeps its hand closed throughout, so there the
+# lean only opens it: "raw". Grasp and pick-and-place must close on the cube, and the lean toward closing helps
+# there as much as the flip-flops it causes hurt: pick-and-place on seed 300, 13/20 clipped (try 8), 11/20 raw
+# (MANIP_RECIPE.md try 9); they keep "clipped".
+GRIP_FITS = {"grasp": "clipped", "push": "raw", "pick_place": "clipped"}
 # Default legs of the stroke that moves the cube (TaskEvalConfig.stroke_legs = 0): push in two (16/20 against 12/20 in
 # one, seed 300, MANIP_RECIPE.md try 8); pick_place's carry in one (3 legs did not help, try 7).
 STROKE_LEGS = {"grasp": 1, "push": 2, "pick_place": 1}
+# Sub-goals a multi-view model plans toward with its first (scene) view alone (TaskEvalConfig.weights_for's default),
+# by task and phase prefix: push's stroke ("push_k", "pushed"). Behind the cube the wrist camera sees it straight
+# ahead whatever the cube's place on the table, so with it the energy keeps the cube centred before the fingers: when
+# the cube veers, the hand follows it off the line (19 of try 8's 24 push failures); the scene view judges where the
+# cube is. Leg test from the oracle's pre-push pose (scripts/leg_test.py, layouts 100-119): 17/20 with the scene view
+# alone, 13/20 with both, 13/20 with the wrist at 0.3 (MANIP_RECIPE.md try 9).
+FIRST_VIEW_PHASES = {"push": ("push", "pushed")}
 APPROACH_BUDGET = 3  # steps per intermediate approach sub-goal (TaskEvalConfig.approach_legs)
 CLOSE_ON_CUBE = 0.375  # the gripper state change the data record for closing on the cube (the fingers stop at it)
 
@@ -107,12 +121,13 @@ class TaskEvalConfig:
     planner_options: tuple[tuple[str, int | float], ...] = ()  # the planner's own options (MPPIOptions, ...)
     init_policy: str = ""  # a policy file (vjepa-fast distill or train-bc) whose action is the planner's initial mean each step (instead of the previous plan shifted)
     gripper_range: bool = True  # score only gripper changes the hand can make from its state (PlannerConfig.gripper_range)
+    grip_fit: str = ""  # with gripper_range, the CEM's gripper Gaussian refit on the drawn changes ("raw": no lean toward toggling where the energy has no gripper signal) or on the clipped ones ("clipped", tries 4-8; PlannerConfig.gripper_range_fit); "": per task (GRIP_FITS: push raw, grasp and pick_place clipped)
     grip_threshold: float = 0.0  # a planned gripper change past +-this closes / opens the hand; 0: per task (GRIP_THRESHOLDS: grasp and pick_place 0.25, below the +0.375 the data record for closing on the cube; push 0.5, whose hand stays closed)
     approach_legs: int = 2  # legs from READY to the first sub-goal ("above"): n > 1 adds n - 1 intermediate sub-goal images on the straight line (robot.simtools.tasks.subgoal_phases), each with a budget of 3 steps; 1 = straight to "above" (tries 1-5)
     grip_choice: float = 0.0  # 0: the planned gripper change acts past grip_threshold; m > 0: the gripper is chosen by the energy instead: the plan's first action rolled out with the hand kept and toggled (closed by +0.375, what the data record for a grasp, or opened to 0), the toggle taken when its energy is lower by the relative margin m
     stroke_legs: int = 0  # legs of the stroke that moves the cube (pick_place: lifted -> over the target; push: the push): n > 1 adds n - 1 intermediate sub-goal images on it, the oracle's state there, 3 steps of budget each; 0: per task (STROKE_LEGS: push 2, pick_place 1)
-    lower_legs: int = 2  # pick_place: legs of the descent with the cube from over the target to "lowered": n > 1 adds n - 1 intermediate sub-goal images on it (3 steps of budget each); 1: one 10 cm leg, on which the scene camera's energy pulled the hand up and aside (tries 1-7, MANIP_RECIPE.md try 8)
-    view_weights: str = ""  # multi-view models (FILE1+FILE2): per sub-goal, the views' energy weights, e.g. "1,0;1,0;1,1" (sub-goals 1-2: the first view only; then both; the last group holds for later sub-goals); "": the first view alone toward the approach sub-goals and "above" (a hand camera does not see the cube from afar), every view 1 after
+    lower_legs: int = 2  # legs of the task's ~10 cm descent (pick_place: with the cube, from over the target to "lowered"; push: from "above" to behind the cube, "prepush"; robot.simtools.tasks.LOWERS): n > 1 adds n - 1 intermediate sub-goal images on it (3 steps of budget each); 1: one 10 cm leg, on which the scene camera's energy pulled the hand up and aside (pick_place tries 1-7, push tries 1-8; MANIP_RECIPE.md tries 8-9)
+    view_weights: str = ""  # multi-view models (FILE1+FILE2): per sub-goal, the views' energy weights, e.g. "1,0;1,0;1,1" (sub-goals 1-2: the first view only; then both; the last group holds for later sub-goals); "": the first view alone toward the approach sub-goals and "above" (a hand camera does not see the cube from afar) and toward push's stroke (FIRST_VIEW_PHASES), every view 1 elsewhere
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -141,11 +156,17 @@ class TaskEvalConfig:
 
     def weights_for(self, views: int) -> list[list[float]]:
         """[[weight per view] per sub-goal] of a `views`-view model: view_weights, or by default the first view alone
-        for the approach_legs far sub-goals (approach_*, "above"), then all views at 1 (benchmarks/MANIP_RECIPE.md
-        try 6: a wrist view misleads the far legs and makes the near ones)."""
+        for the approach_legs far sub-goals (approach_*, "above") and the task's FIRST_VIEW_PHASES (push's stroke), all
+        views at 1 elsewhere (benchmarks/MANIP_RECIPE.md try 6: a wrist view misleads the far legs and makes the near
+        ones; try 9: it makes the push follow a veering cube)."""
         groups = self.weights_per_subgoal()
         if not groups:
-            groups = [[1.0] + [0.0] * (views - 1)] * self.approach_legs + [[1.0] * views]
+            first, every = [1.0] + [0.0] * (views - 1), [1.0] * views
+            groups = [first] * self.approach_legs + [every]
+            alone = FIRST_VIEW_PHASES.get(self.task, ())
+            if alone:  # every sub-goal spelled out: the task's first-view-alone phases among them
+                groups = [first if k < self.approach_legs or ph.split("_")[0] in alone else every
+                          for k, ph in enumerate(self.phases)]
         if len(groups[0]) != views:
             raise ValueError(f"view_weights {self.view_weights!r} has {len(groups[0])} weights per sub-goal, the "
                              f"model {views} views")
@@ -164,6 +185,11 @@ class TaskEvalConfig:
             raise ValueError(f"view_weights {self.view_weights!r}: expected groups of per-view weights >= 0 (not all "
                              "0), one group per sub-goal separated by ';', e.g. '1,0;1,1'")
         return groups
+
+    @property
+    def fit(self) -> str:
+        """The CEM's gripper refit in use (PlannerConfig.gripper_range_fit): grip_fit, or the task's (GRIP_FITS)."""
+        return self.grip_fit or GRIP_FITS[self.task]
 
     @property
     def grip(self) -> float:
@@ -204,6 +230,7 @@ class TaskTrial:
     oracle_success: bool = True
     model_evals_per_step: float | None = None  # rollouts per planning decision (a gradient step counts 2)
     trace: list[list[float]] = field(default_factory=list)  # per step after the action: hand x, y, z (m), grip command (0 open, 1 closed), cube x, y, z (m), rounded to 0.1 mm
+    grip_plan: list[float] = field(default_factory=list)  # per step, the planned gripper change (action[6]) and the gripper state it was planned from, flattened pairs [change, state, ...], rounded to 0.001
     subgoal_hand_error: list[float | None] = field(default_factory=list)  # per sub-goal, the hand's closest xyz distance (m) to the oracle's pose for it while it was the current one (None: never current; model methods only)
 
 
@@ -217,7 +244,7 @@ class ModelPolicy:
         self.wm = wm
         pcfg = PlannerConfig(num_samples=cfg.samples, topk=cfg.topk, iterations=cfg.iterations, horizon=cfg.horizon,
                              max_norm=cfg.max_step, bound="box", gripper="plan", gripper_step=1.0, seed=seed,
-                             gripper_range=cfg.gripper_range)
+                             gripper_range=cfg.gripper_range, gripper_range_fit=cfg.fit)
         self.planner = CountingPlanner(make_planner(cfg.planner, wm, pcfg, **dict(cfg.planner_options)))
         self.grip_choice = cfg.grip_choice
         self.warm = None
@@ -394,7 +421,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
             diff = wm.weigh(diff)
         return float(diff.mean())
 
-    frames, plan_s, sub_at, dists, trace = [arm.render()], [], [], [], []
+    frames, plan_s, sub_at, dists, trace, grip_plan = [arm.render()], [], [], [], [], []
     hand_err: list[float | None] = [None] * len(goals)
     ok = False
     for _ in range(cfg.steps):
@@ -415,6 +442,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
             sub_at.append(k)
         action = np.asarray(policy.act(z_obs, state, z_goal), dtype=np.float64)
         plan_s.append(time.perf_counter() - t0)
+        grip_plan += [round(float(action[6]), 3), round(float(state[6]), 3)]
         execute(arm, action, cfg.grip)
         frames.append(arm.render())
         hand = np.asarray(arm.state()[:3])
@@ -432,7 +460,7 @@ def run_trial(arm: Any, goal_arm: Any, inst: Any, method: str, policy_factory: A
     return TaskTrial(method=method, task=inst.task, index=-1, seed=inst.seed, success=bool(ok), steps=len(frames) - 1,
                      plan_seconds_per_step=float(np.mean(plan_s)) if plan_s else float("nan"), info=info,
                      subgoal_at_step=sub_at, latent_distance=dists, oracle_success=bool(oracle["success"]), trace=trace,
-                     subgoal_hand_error=hand_err if sub_at else [])
+                     subgoal_hand_error=hand_err if sub_at else [], grip_plan=grip_plan)
 
 
 def _save_strip(path: Path, goals: list[np.ndarray], frames: list[np.ndarray], ok: bool) -> None:
@@ -550,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(p, TaskEvalConfig, [Flag("--sim-camera", "camera"),
                                            Flag("--no-early-stop", "stop_on_success", const=False,
                                                 help="run every step even after success")],
-                       choices={"task": TASKS})
+                       choices={"task": TASKS, "grip_fit": ("raw", "clipped")})
     return p
 
 

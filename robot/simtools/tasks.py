@@ -132,10 +132,12 @@ SUBGOAL_PHASES = {"grasp": ("above", "down", "grasp", "lifted"), "push": ("above
 # The stroke that moves the cube, which stroke_legs > 1 splits (subgoal_phases): pick_place's carry from "lifted"
 # to "over_target", push's push from "prepush" to "pushed" (prefix of the intermediate sub-goals, from, to).
 STROKES = {"pick_place": ("carry", "lifted", "over_target"), "push": ("push", "prepush", "pushed")}
-# pick_place's descent with the cube, from "over_target" to "lowered", which lower_legs > 1 splits ("lower_k"): the
-# scene camera's latent distance saturates past ~5 cm of hand travel (to "lowered", 0.233 from over the target, 0.230
-# from 6 cm above it, 0.002 there; MANIP_RECIPE.md try 8), so one 10 cm leg let the energy pull the hand up and aside.
-LOWERS = {"pick_place": ("lower", "over_target", "lowered")}
+# The ~10 cm descent that lower_legs > 1 splits: pick_place's with the cube, from "over_target" to "lowered"
+# ("lower_k"), and push's to behind the cube, from "above" to "prepush" ("descend_k"). The scene camera's latent
+# distance saturates past ~5 cm of hand travel (to "lowered", 0.233 from over the target, 0.230 from 6 cm above it,
+# 0.002 there; MANIP_RECIPE.md try 8), so one 10 cm leg let the energy pull the hand up and aside (push: the hand
+# never got down behind the cube in 3 of 20, try 9).
+LOWERS = {"pick_place": ("lower", "over_target", "lowered"), "push": ("descend", "above", "prepush")}
 
 
 def split_move(start: np.ndarray, end: np.ndarray, max_delta: float = 0.05) -> list[np.ndarray]:
@@ -172,8 +174,8 @@ def subgoal_phases(task: str, approach_legs: int = 1, stroke_legs: int = 1, lowe
     straight line from READY to the first ("above"): shorter legs, where the latent energy points the way better
     (scripts/view_landscape.py: cosine 0.47 from READY, 0.72 from halfway, table_right); and stroke_legs - 1 on the
     stroke that moves the cube (STROKES: "carry_k" from lifted to over the target, "push_k" along the push), the
-    cube moved with it; and lower_legs - 1 on pick_place's descent with the cube (LOWERS: "lower_k" from over the
-    target to "lowered"). Grasp has no stroke (its lift is one short leg)."""
+    cube moved with it; and lower_legs - 1 on the task's descent (LOWERS: pick_place's "lower_k" from over the
+    target to "lowered", push's "descend_k" from "above" to "prepush"). Grasp has no stroke (its lift is one short leg)."""
     check_task(task)
     for name, legs in (("approach_legs", approach_legs), ("stroke_legs", stroke_legs), ("lower_legs", lower_legs)):
         if legs < 1:

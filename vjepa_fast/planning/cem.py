@@ -155,6 +155,15 @@ class CEMPlanner:
         lower, upper = self.bounds(dev)
         ball = cfg.max_norm if cfg.bound == "ball" else None
         grip_dims = 1 if cfg.gripper == "plan" else 0
+        clip = bool(cfg.gripper_range and grip_dims)
+        # gripper_range_fit "raw": the changes are clipped to the hand's range to be scored, but the Gaussian is
+        # refit on the drawn ones, so a gripper without signal in the energy keeps a mean near 0 (clipped, the
+        # elites pile up at the reachable bound and the mean leans toward toggling, about +-0.4)
+        raw_fit = clip and cfg.gripper_range_fit == "raw"
+
+        def feasible(x: torch.Tensor) -> torch.Tensor:
+            return clip_gripper_range(x, state) if clip else x
+
         std_m = cfg.std_momenta
         best, elite_mean, std_mean = [], [], []
         h, a = cfg.horizon, cfg.action_dims
@@ -168,14 +177,16 @@ class CEMPlanner:
             else:
                 samples = cem_sample(mean, std, lower, upper, cfg.num_samples, ball_radius=ball, ball_dims=3,
                                      normals=normals_at(it), validate=validate)
-            if cfg.gripper_range and grip_dims:
-                samples = clip_gripper_range(samples, state)
-            energies = l1_energy(model.rollout(z_obs, state, to_actions(samples)), z_goal)
+            scored = feasible(samples)
+            if not raw_fit:
+                samples = scored
+            energies = l1_energy(model.rollout(z_obs, state, to_actions(scored)), z_goal)
             evals += cfg.num_samples
             if kept is not None:
                 kept_samples, kept_energies, scorer = kept
                 if scorer is not model:  # coarse -> main model: energies on one scale
-                    kept_energies = l1_energy(model.rollout(z_obs, state, to_actions(kept_samples)), z_goal)
+                    kept_energies = l1_energy(model.rollout(z_obs, state, to_actions(feasible(kept_samples))),
+                                              z_goal)
                     evals += kept_samples.shape[1]
                 samples = torch.cat([samples, kept_samples], 1)
                 energies = torch.cat([energies, kept_energies], 1)
@@ -192,13 +203,13 @@ class CEMPlanner:
         if cfg.return_best:
             # One 2-sample rollout by the main model: the final mean and the best elite; keep the lower energy.
             cand = torch.stack([mean, kept[0][:, 0]], 1)  # [B, 2, H, A]
-            e2 = l1_energy(self.model.rollout(z_obs, state, returned_actions(cand, cfg)), z_goal)
+            e2 = l1_energy(self.model.rollout(z_obs, state, returned_actions(feasible(cand), cfg)), z_goal)
             pick = e2[:, 1] < e2[:, 0]
             mean = torch.where(pick[:, None, None], cand[:, 1], cand[:, 0])
             energy = torch.where(pick, e2[:, 1], e2[:, 0])
-            actions = returned_actions(mean, cfg)
+            actions = returned_actions(feasible(mean[:, None])[:, 0], cfg)
         else:
-            actions = returned_actions(mean, cfg)
+            actions = returned_actions(feasible(mean[:, None])[:, 0] if raw_fit else mean, cfg)
             energy = l1_energy(self.model.rollout(z_obs, state, actions[:, None]), z_goal)[:, 0]
         evals += 2 if cfg.return_best else 1
         stats = {"best": torch.stack(best, 1), "elite_mean": torch.stack(elite_mean, 1),

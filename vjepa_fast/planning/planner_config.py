@@ -67,6 +67,10 @@ class PlannerConfig:
         the gripper, starting from the state's (`state[:, 6]`, DROID's 0 open .. 1 closed), stays in [0, 1]
         along the sequence: a change the hand cannot make (opening an open hand) is never scored. Without it
         such changes, never seen in training, can win on the model's error alone.
+    gripper_range_fit: with gripper_range, what the Gaussian is refit on: "raw" (default) the drawn gripper
+        changes, scored clipped, and the returned actions clipped; "clipped" the clipped ones (before 2026-12-07),
+        whose elites pile up at the reachable bound where the energy has no gripper signal, so the mean leans
+        about +-0.4 toward the other state and a +-0.25 rule toggles the hand every step (MANIP_RECIPE.md try 9).
 
     Sample-efficient options (all off by default). With them off, `ReferencePlanner` (our plain-PyTorch,
     Meta-style twin in planning/reference.py) run on the same config, seed and model draws the same samples
@@ -107,6 +111,7 @@ class PlannerConfig:
     gripper_init_std: float | None = None
     gripper_deadband: float = 0.0
     gripper_range: bool = False
+    gripper_range_fit: str = "raw"
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "topk", "iterations", "horizon"):
@@ -129,6 +134,8 @@ class PlannerConfig:
         if sc == 1 and self.topk < 2:
             raise ValueError(f"PlannerConfig.std_correction = 1 (unbiased std, divisor k - 1) needs topk >= 2, got "
                              f"topk = {self.topk}")
+        if self.gripper_range_fit not in ("raw", "clipped"):
+            raise ValueError(f"PlannerConfig.gripper_range_fit must be 'raw' or 'clipped', got {self.gripper_range_fit!r}")
         gi = self.gripper_init_std
         if gi is not None and (not isinstance(gi, (int, float)) or not 0.0 <= gi < float("inf")):
             raise ValueError(f"PlannerConfig.gripper_init_std must be None or a finite float >= 0, got {gi!r}")

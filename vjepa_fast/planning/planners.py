@@ -344,8 +344,10 @@ class CEMGradPlanner(CEMPlanner):
         mean = torch.where(pick[:, None, None], ref.mean, cem.mean)
         stats = {"best": torch.cat([cem.stats["best"], torch.minimum(ref.stats["best"], cem.energy[:, None])], 1),
                  "model_evals": cem.stats["model_evals"] + ref.stats["model_evals"]}
-        return PlanResult(mean=mean, actions=returned_actions(mean, self.config),
-                          energy=torch.where(pick, ref.energy, cem.energy), std=cem.std, stats=stats)
+        # each part's own actions: CEM's mean may be raw (PlannerConfig.gripper_range_fit), its actions clipped
+        actions = torch.where(pick[:, None, None], ref.actions, cem.actions)
+        return PlanResult(mean=mean, actions=actions, energy=torch.where(pick, ref.energy, cem.energy), std=cem.std,
+                          stats=stats)
 
 
 _OPTIONS = {"mppi": MPPIOptions, "icem": ICEMOptions, "gradient": GradientOptions, "cem_grad": GradientOptions}
