@@ -28,6 +28,25 @@ _LOG = logging.getLogger(__name__)
 # gripper is the model's weakest dimension (robot/simtools' gripper sensitivity ~60%), and a lower bar turned its
 # noise into a hand that opened and closed on alternate steps.
 GRIP_THRESHOLD = 0.5
+# Fingers stopped on an object (the gripper state between these: 0 open, 1 closed on nothing; closed on the 5 cm cube
+# it reads ~0.39) open only when the planned change takes them at least RELEASE_COMMIT of the way to open.
+HOLDING = (0.05, 0.9)
+RELEASE_COMMIT = 0.8
+
+
+def binary_grip(change: float, state: float, command: float, threshold: float,
+                release: float = RELEASE_COMMIT) -> float:
+    """The hand command (0 open, 1 closed) of a planned gripper change from the gripper state `state` with the hand
+    commanded `command` now: closed past +threshold, opened past -threshold, else kept. Holding an object (state in
+    HOLDING), opening also needs change <= -release * state: the plan's commitment to letting go. Where the energy
+    barely tells open from closed the planned change hovers near the bar, and a hand on the cube opened on the lift
+    (MANIP_RECIPE.md try 9: -0.27 from 0.39, the cube dropped; the releases at the target planned -0.385).
+    release = 0 is the plain threshold rule."""
+    if change > threshold:
+        return 1.0
+    if change < -threshold and (not HOLDING[0] < state < HOLDING[1] or change <= -release * state):
+        return 0.0
+    return command
 
 
 class MPCStopped(RuntimeError):
@@ -84,7 +103,7 @@ class MPCRunner:
                  settle_timeout: float = 30.0, goal_xyz: np.ndarray | None = None,
                  subgoal_threshold: float | None = None, fps: float = 4.0,
                  subgoal_budgets: tuple[int, ...] | None = None, binary_gripper: bool = False,
-                 grip_threshold: float = GRIP_THRESHOLD,
+                 grip_threshold: float = GRIP_THRESHOLD, release: float = RELEASE_COMMIT,
                  stop_when: Any = None) -> None:
         if not goal_frames:
             raise ValueError("at least one goal image is needed")
@@ -105,6 +124,7 @@ class MPCRunner:
         self.subgoal_budgets = subgoal_budgets
         self.binary_gripper = binary_gripper
         self.grip_threshold = grip_threshold
+        self.release = release
         self.stop_when = stop_when
         self._grip_cmd = 0.0
 
@@ -168,8 +188,8 @@ class MPCRunner:
                 first = actions[0]
                 wanted = grip + first[6]
                 if self.binary_gripper:
-                    thr = self.grip_threshold
-                    wanted = 1.0 if first[6] > thr else 0.0 if first[6] < -thr else self._grip_cmd
+                    wanted = binary_grip(float(first[6]), float(grip), self._grip_cmd, self.grip_threshold,
+                                         self.release)
                 target, grip_cmd = safe_target(commanded_xyz, np.r_[first[:6], wanted], self.safety)
                 self._check_control()  # the arm may have failed while we planned
                 self.control.send_target(target, grip_cmd)

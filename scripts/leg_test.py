@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     if weights:
                         wm.set_weights(weights[k])
                         goal = wm.weigh(goal)
-                execute(arm, policy.act(z, arm.state(), goal), cfg.grip)
+                execute(arm, policy.act(z, arm.state(), goal), cfg.grip, cfg.release)
                 on.append(k)
                 if k <= todo.index(leg_end):
                     closest = min(closest, float(np.linalg.norm(np.asarray(arm.state()[:3]) - want)))

@@ -581,3 +581,19 @@ def test_gripper_refit_per_task_in_sim_eval_and_run_mpc():
         from vjepa_fast.planning import PlannerConfig
 
         PlannerConfig(gripper_range_fit="mean")
+
+
+def test_binary_grip_holding_an_object_opens_only_on_a_committed_plan():
+    """robot.mpc.binary_grip: past +-threshold the hand closes / opens; with the fingers stopped on an object (state
+    ~0.39) a change of -0.27 no longer opens it (the lift's drop in try 9), the release's -0.385 does; in the air
+    (state ~1) the plain rule holds; release 0 is the plain rule."""
+    from robot.mpc import binary_grip
+
+    assert binary_grip(0.3, 0.0, 0.0, 0.25) == 1.0 and binary_grip(0.2, 0.0, 0.0, 0.25) == 0.0
+    assert binary_grip(-0.273, 0.394, 1.0, 0.25) == 1.0  # holding: not committed (> -0.8 x 0.394)
+    assert binary_grip(-0.385, 0.394, 1.0, 0.25) == 0.0  # holding: committed
+    assert binary_grip(-0.273, 0.394, 1.0, 0.25, release=0.0) == 0.0  # the plain rule
+    assert binary_grip(-0.3, 0.99, 1.0, 0.25) == 0.0  # closed on nothing: the plain rule
+    assert binary_grip(-0.1, 0.394, 1.0, 0.25) == 1.0 and binary_grip(0.05, 0.394, 1.0, 0.25) == 1.0
+    with pytest.raises(ValueError, match="release must be in"):
+        TaskEvalConfig(release=1.5)
