@@ -87,8 +87,8 @@ STROKE_LEGS = {"grasp": 1, "push": 2, "pick_place": 1}
 # by task and phase prefix: push's stroke ("push_k", "pushed"). Behind the cube the wrist camera sees it straight
 # ahead whatever the cube's place on the table, so with it the energy keeps the cube centred before the fingers: when
 # the cube veers, the hand follows it off the line (19 of try 8's 24 push failures); the scene view judges where the
-# cube is. Leg test from the oracle's pre-push pose (scripts/leg_test.py, layouts 100-119): 17/20 with the scene view
-# alone, 13/20 with both, 13/20 with the wrist at 0.3 (MANIP_RECIPE.md try 9).
+# cube is. Closed loop, seed 500 with try 9's other defaults: 17/20 with the scene view alone on the stroke, 12/20 with
+# both; from the oracle's pre-push pose (scripts/leg_test.py) the two tie, 29/40 and 28/40 (MANIP_RECIPE.md try 9).
 FIRST_VIEW_PHASES = {"push": ("push", "pushed")}
 APPROACH_BUDGET = 3  # steps per intermediate approach sub-goal (TaskEvalConfig.approach_legs)
 CLOSE_ON_CUBE = 0.375  # the gripper state change the data record for closing on the cube (the fingers stop at it)
