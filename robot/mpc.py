@@ -29,7 +29,8 @@ _LOG = logging.getLogger(__name__)
 # noise into a hand that opened and closed on alternate steps.
 GRIP_THRESHOLD = 0.5
 # Fingers stopped on an object (the gripper state between these: 0 open, 1 closed on nothing; closed on the 5 cm cube
-# it reads ~0.39) open only when the planned change takes them at least RELEASE_COMMIT of the way to open.
+# it reads ~0.39, ~0.2 on a corner) open when the planned change takes them at least RELEASE_COMMIT of the way to open,
+# whatever the threshold: the range clip keeps the change >= -state, so from 0.23 a -0.25 bar could never open them.
 HOLDING = (0.05, 0.9)
 RELEASE_COMMIT = 0.8
 
@@ -38,13 +39,16 @@ def binary_grip(change: float, state: float, command: float, threshold: float,
                 release: float = RELEASE_COMMIT) -> float:
     """The hand command (0 open, 1 closed) of a planned gripper change from the gripper state `state` with the hand
     commanded `command` now: closed past +threshold, opened past -threshold, else kept. Holding an object (state in
-    HOLDING), opening also needs change <= -release * state: the plan's commitment to letting go. Where the energy
-    barely tells open from closed the planned change hovers near the bar, and a hand on the cube opened on the lift
-    (MANIP_RECIPE.md try 9: -0.27 from 0.39, the cube dropped; the releases at the target planned -0.385).
-    release = 0 is the plain threshold rule."""
+    HOLDING, release > 0), it opens when change <= -release * state instead: the plan's commitment to letting go,
+    measured against how far the hand can open. Where the energy barely tells open from closed the planned change
+    hovers near the bar, and a hand on the cube opened on the lift (MANIP_RECIPE.md try 9: -0.27 from 0.39, the cube
+    dropped; the releases at the target planned -0.385); held at 0.23, the -0.25 bar was out of the planner's reach
+    and the hand never let go. release = 0 is the plain threshold rule."""
     if change > threshold:
         return 1.0
-    if change < -threshold and (not HOLDING[0] < state < HOLDING[1] or change <= -release * state):
+    if release > 0 and HOLDING[0] < state < HOLDING[1]:
+        return 0.0 if change <= -release * state else command
+    if change < -threshold:
         return 0.0
     return command
 

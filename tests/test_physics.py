@@ -585,7 +585,8 @@ def test_gripper_refit_per_task_in_sim_eval_and_run_mpc():
 
 def test_binary_grip_holding_an_object_opens_only_on_a_committed_plan():
     """robot.mpc.binary_grip: past +-threshold the hand closes / opens; with the fingers stopped on an object (state
-    ~0.39) a change of -0.27 no longer opens it (the lift's drop in try 9), the release's -0.385 does; in the air
+    ~0.39) a change of -0.27 no longer opens it (the lift's drop in try 9), the release's -0.385 does; held at 0.23
+    (a corner), -0.19 opens it, which the -0.25 bar never could (the range clip keeps the change >= -0.23); in the air
     (state ~1) the plain rule holds; release 0 is the plain rule."""
     from robot.mpc import binary_grip
 
@@ -593,6 +594,8 @@ def test_binary_grip_holding_an_object_opens_only_on_a_committed_plan():
     assert binary_grip(-0.273, 0.394, 1.0, 0.25) == 1.0  # holding: not committed (> -0.8 x 0.394)
     assert binary_grip(-0.385, 0.394, 1.0, 0.25) == 0.0  # holding: committed
     assert binary_grip(-0.273, 0.394, 1.0, 0.25, release=0.0) == 0.0  # the plain rule
+    assert binary_grip(-0.19, 0.226, 1.0, 0.25) == 0.0  # held on a corner: committed (<= -0.8 x 0.226)
+    assert binary_grip(-0.17, 0.226, 1.0, 0.25) == 1.0 and binary_grip(-0.19, 0.226, 1.0, 0.25, release=0.0) == 1.0
     assert binary_grip(-0.3, 0.99, 1.0, 0.25) == 0.0  # closed on nothing: the plain rule
     assert binary_grip(-0.1, 0.394, 1.0, 0.25) == 1.0 and binary_grip(0.05, 0.394, 1.0, 0.25) == 1.0
     with pytest.raises(ValueError, match="release must be in"):

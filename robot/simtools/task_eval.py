@@ -124,7 +124,7 @@ class TaskEvalConfig:
     grip_fit: str = ""  # with gripper_range, the CEM's gripper Gaussian refit on the drawn changes ("raw": no lean toward toggling where the energy has no gripper signal) or on the clipped ones ("clipped", tries 4-8; PlannerConfig.gripper_range_fit); "": per task (GRIP_FITS: push raw, grasp and pick_place clipped)
     grip_threshold: float = 0.0  # a planned gripper change past +-this closes / opens the hand; 0: per task (GRIP_THRESHOLDS: grasp and pick_place 0.25, below the +0.375 the data record for closing on the cube; push 0.5, whose hand stays closed)
     approach_legs: int = 2  # legs from READY to the first sub-goal ("above"): n > 1 adds n - 1 intermediate sub-goal images on the straight line (robot.simtools.tasks.subgoal_phases), each with a budget of 3 steps; 1 = straight to "above" (tries 1-5)
-    release: float = 0.8  # holding an object (the fingers stopped on it), the hand opens only when the planned change is <= -release x the gripper state (robot.mpc.binary_grip; 0: the plain threshold rule, tries 1-8)
+    release: float = 0.8  # holding an object (the fingers stopped on it), the hand opens when the planned change is <= -release x the gripper state, in place of -grip_threshold (robot.mpc.binary_grip; 0: the plain threshold rule, tries 1-8)
     grip_choice: float = 0.0  # 0: the planned gripper change acts past grip_threshold; m > 0: the gripper is chosen by the energy instead: the plan's first action rolled out with the hand kept and toggled (closed by +0.375, what the data record for a grasp, or opened to 0), the toggle taken when its energy is lower by the relative margin m
     stroke_legs: int = 0  # legs of the stroke that moves the cube (pick_place: lifted -> over the target; push: the push): n > 1 adds n - 1 intermediate sub-goal images on it, the oracle's state there, 3 steps of budget each; 0: per task (STROKE_LEGS: push 2, pick_place 1)
     lower_legs: int = 2  # legs of the task's ~10 cm descent (pick_place: with the cube, from over the target to "lowered"; push: from "above" to behind the cube, "prepush"; robot.simtools.tasks.LOWERS): n > 1 adds n - 1 intermediate sub-goal images on it (3 steps of budget each); 1: one 10 cm leg, on which the scene camera's energy pulled the hand up and aside (pick_place tries 1-7, push tries 1-8; MANIP_RECIPE.md tries 8-9)
@@ -377,9 +377,8 @@ def parse_methods(items: list[str]) -> dict[str, str | None]:
 
 def execute(arm: Any, action: np.ndarray, grip_threshold: float, release: float = 0.0) -> None:
     """One planned action [7] on the arm: the xyz step through the safety clamp; the hand closed when the planned
-    gripper change is > +grip_threshold, opened when < -grip_threshold (holding an object, also only when it is
-    <= -release x the gripper state: robot.mpc.binary_grip, the live loop's rule), else as it is; then the arm at
-    rest."""
+    gripper change is > +grip_threshold, opened when < -grip_threshold (holding an object, when it is <= -release x
+    the gripper state instead: robot.mpc.binary_grip, the live loop's rule), else as it is; then the arm at rest."""
     from robot.mpc import binary_grip
 
     target, _ = arm.target_for(np.r_[action[:3], 0.0, 0.0, 0.0, 0.0])
