@@ -375,7 +375,7 @@ def test_run_mpc_task_through_the_protocol(tmp_path: Path, capsys):
     assert rc == 0, out
     assert f"task push (layout seed {2}): FAILED" in out and "target_distance_m" in out
     assert sorted(p.name for p in (tmp_path / "run").glob("goal_*.png")) == [
-        f"goal_{k}.png" for k in range(len(subgoal_phases("push", 2, 2)))]  # sim-eval's default approach and push legs
+        f"goal_{k}.png" for k in range(len(TaskEvalConfig(task="push").phases))]  # sim-eval's default sub-goals
     log = [json.loads(line) for line in (tmp_path / "run" / "mpc_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "plan" in r]
     assert len(steps) == 2 and all(len(r["plan"][0]) == 7 for r in steps)
