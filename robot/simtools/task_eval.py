@@ -15,7 +15,8 @@ layout, whatever the seed); the sub-goal images come from the scripted oracle on
 the arm starts at rest at READY with the hand open; then up to `max_steps` actions. Each step: frame -> the
 method's action (dxyz in the 5 cm ball, gripper delta) -> the safety clamp (workspace, step bound) -> the hand
 closes when the planned gripper change is > +grip_threshold (per task by default: GRIP_THRESHOLDS), opens when
-< -grip_threshold, else stays -> the arm moves and comes to rest. The trial stops early once the task's success
+< -grip_threshold (holding the cube: when <= -release x the gripper state, robot.mpc.binary_grip), else stays -> the
+arm moves and comes to rest. The trial stops early once the task's success
 condition holds (robot/simtools/tasks.py `success`).
 
 Sub-goal switching (methods with a goal image): the current sub-goal advances after `subgoal_steps[k]` steps on
